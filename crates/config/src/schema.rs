@@ -1,0 +1,299 @@
+//! The configuration schema. Every struct refuses unknown fields; defaults live in the `Default`
+//! impls and `default_*` functions of this file only.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{DeviceId, Industry, Severity, SiteId};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the hub keeps its own files (SQLite database, evidence, demo credentials).
+    pub data_dir: PathBuf,
+    pub http: Http,
+    pub database: Database,
+    pub mqtt: Mqtt,
+    pub pipeline: Pipeline,
+    pub models: Models,
+    /// Supervised sites.
+    pub sites: Vec<Site>,
+    /// Per device kind settings (inactivity timeout); keys are kind names used by `devices[].kind`.
+    pub device_kinds: BTreeMap<String, DeviceKind>,
+    /// Devices known from the file; more can be registered through the API.
+    pub devices: Vec<Device>,
+    /// Rules that turn readings into findings.
+    pub rules: Vec<Rule>,
+    /// Where new findings are reported besides the database.
+    pub outputs: Vec<Output>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            http: Http::default(),
+            database: Database::default(),
+            mqtt: Mqtt::default(),
+            pipeline: Pipeline::default(),
+            models: Models::default(),
+            sites: Vec::new(),
+            device_kinds: BTreeMap::new(),
+            devices: Vec::new(),
+            rules: Vec::new(),
+            outputs: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// Address of the HTTP API and UI. Env `HUB_HTTP_LISTEN` overrides.
+    pub listen: String,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8080".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Database {
+    /// `sqlite://PATH` (created when missing; relative paths are under `data_dir`) or
+    /// `postgres://user@host:port/db`. Env `HUB_DATABASE_URL` overrides.
+    pub url: String,
+    /// Connection pool size.
+    pub max_connections: u32,
+    /// Readings older than this are deleted.
+    #[serde(with = "humantime_serde")]
+    pub readings_retention: Duration,
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://hub.db".into(),
+            max_connections: 8,
+            readings_retention: Duration::from_secs(7 * 86400),
+        }
+    }
+}
+
+/// Embedded broker (default) or an external one such as Mosquitto.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MqttMode {
+    Embedded,
+    External,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mqtt {
+    pub mode: MqttMode,
+    /// Embedded mode: address devices connect to (MQTT 3.1.1).
+    pub listen: String,
+    /// External mode: `mqtt://host:port` of the broker. Env `HUB_MQTT_URL` overrides.
+    pub url: Option<String>,
+    /// External mode: client id of this hub process (unique per process).
+    pub client_id: String,
+    /// External mode: shared-subscription group; hubs in one group split the devices' messages.
+    pub shared_group: String,
+    /// External mode credentials. Env `HUB_MQTT_PASSWORD` overrides the password.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Largest accepted payload in bytes; larger messages are dropped and counted.
+    pub max_payload: usize,
+}
+
+impl Default for Mqtt {
+    fn default() -> Self {
+        Self {
+            mode: MqttMode::Embedded,
+            listen: "127.0.0.1:1883".into(),
+            url: None,
+            client_id: "hub-1".into(),
+            shared_group: "hub".into(),
+            username: None,
+            password: None,
+            max_payload: 16 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pipeline {
+    /// Capacity of the queue between MQTT and the reading processor. When full, the MQTT
+    /// receiver waits (readings are never dropped inside the hub; the broker buffers).
+    pub queue: usize,
+    /// Most readings stored in one database transaction.
+    pub batch_max: usize,
+    /// A partly filled batch is written after at most this long.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Self { queue: 16384, batch_max: 4096, flush_interval: Duration::from_millis(10) }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Models {
+    /// Directories searched for `*/manifest.toml` model folders, in order; relative paths are
+    /// taken from the working directory. The project's `models/` directory is always searched.
+    pub search_path: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    pub id: SiteId,
+    pub name: String,
+    /// 6-digit administrative region code (GB/T 2260), e.g. `610100`.
+    pub region: String,
+    pub industry: Industry,
+    /// Name of the regulated entity operating the site.
+    pub entity_name: String,
+    /// Its unified social credit code (GB 32100), check character verified.
+    pub uscc: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceKind {
+    /// What the kind is, for people.
+    #[serde(default)]
+    pub description: String,
+    /// A device of this kind silent for this long is marked offline (and an offline finding
+    /// raised).
+    #[serde(with = "humantime_serde")]
+    pub inactivity_timeout: Duration,
+    /// Severity of the offline finding.
+    #[serde(default = "default_offline_severity")]
+    pub offline_severity: Severity,
+    /// Supervision item code of the offline finding (14 digits), if it maps to one.
+    #[serde(default)]
+    pub offline_item_code: Option<String>,
+}
+
+fn default_offline_severity() -> Severity {
+    Severity::Minor
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Device {
+    /// Device id; also its MQTT username.
+    pub id: DeviceId,
+    pub site: SiteId,
+    /// A key of `device_kinds`.
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+    /// The device's secret as an argon2 PHC string (`$argon2id$v=19$…`); `hub device hash`
+    /// makes one. Plain secrets are never stored.
+    pub secret_hash: String,
+}
+
+/// What a rule looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleType {
+    /// `metric` above `above` or below `below` for at least `for`.
+    Threshold,
+    /// `metric` changes faster than `max_per_minute` (absolute) over `window`.
+    RateOfChange,
+    /// `metric` stays within `tolerance` for `window` (a stuck sensor).
+    Flatline,
+    /// One reading `z` standard deviations away from the previous `samples` readings.
+    Spike,
+    /// A sensor anomaly model from the model library scores a window of readings.
+    Model,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Unique rule id; part of a finding's key.
+    pub id: String,
+    #[serde(rename = "type")]
+    pub rule_type: RuleType,
+    /// Device kinds the rule applies to.
+    pub device_kinds: Vec<String>,
+    /// The metric (a key of the telemetry `values`); for `model` rules the model names it.
+    #[serde(default)]
+    pub metric: Option<String>,
+    /// threshold: fire when the value is above this.
+    #[serde(default)]
+    pub above: Option<f64>,
+    /// threshold: fire when the value is below this.
+    #[serde(default)]
+    pub below: Option<f64>,
+    /// threshold: how long (event time) the condition must hold; 0 fires on the first reading.
+    #[serde(default, rename = "for", with = "humantime_serde")]
+    pub hold: Option<Duration>,
+    /// rate_of_change: largest allowed change per minute (absolute).
+    #[serde(default)]
+    pub max_per_minute: Option<f64>,
+    /// rate_of_change and flatline: the time window looked at.
+    #[serde(default, with = "humantime_serde")]
+    pub window: Option<Duration>,
+    /// flatline: largest max−min spread still counted as stuck.
+    #[serde(default)]
+    pub tolerance: Option<f64>,
+    /// spike: readings in the reference window.
+    #[serde(default)]
+    pub samples: Option<usize>,
+    /// spike: how many standard deviations from the reference mean count as a spike.
+    #[serde(default)]
+    pub z: Option<f64>,
+    /// model: the model's name in the library.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// model: score every n-th reading of a device (1 = every reading).
+    #[serde(default)]
+    pub every: Option<u32>,
+    pub severity: Severity,
+    /// Supervision item code (14 digits) the finding maps to.
+    pub item_code: String,
+    /// Short text for operators; defaults to a description of the condition.
+    #[serde(default)]
+    pub summary: Option<String>,
+}
+
+/// Kinds of output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputType {
+    /// One structured log line per new finding.
+    Log,
+    /// One JSON line per new finding, appended to `path`.
+    Jsonl,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Output {
+    #[serde(rename = "type")]
+    pub output_type: OutputType,
+    /// jsonl: the file (relative paths are under `data_dir`).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Only findings at least this severe.
+    #[serde(default = "default_min_severity")]
+    pub min_severity: Severity,
+}
+
+fn default_min_severity() -> Severity {
+    Severity::Info
+}

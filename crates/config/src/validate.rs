@@ -1,0 +1,351 @@
+//! Deserialization that keeps going after the first bad item, and the semantic checks.
+
+use std::collections::{BTreeMap, HashSet};
+
+use common::codes::CodeError;
+use common::{ItemCode, RegionCode, Uscc};
+use serde::de::DeserializeOwned;
+
+use crate::schema::*;
+use crate::{Problem, locate};
+
+fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
+    Problem { path: path.into(), position: None, message: message.into() }
+}
+
+/// Turns a `toml` error message into a path suffix when it names a field (`unknown field `x``,
+/// `missing field `x``), so the position can point at the line.
+fn field_in_message(msg: &str) -> Option<&str> {
+    let start = msg.find('`')? + 1;
+    let len = msg[start..].find('`')?;
+    let field = &msg[start..start + len];
+    (msg.contains("unknown field") && !field.is_empty()).then_some(field)
+}
+
+fn de_item<T: DeserializeOwned>(
+    value: toml::Value,
+    path: &str,
+    text: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    match T::deserialize(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let msg = e.message().trim().to_owned();
+            let path = match field_in_message(&msg) {
+                Some(f) => format!("{path}.{f}"),
+                None => path.to_owned(),
+            };
+            let mut p = problem(path, msg);
+            locate::fill_position(text, &mut p);
+            problems.push(p);
+            None
+        }
+    }
+}
+
+/// Parses the document, then deserializes each section and each array element separately so
+/// that one bad device does not hide the problems of the next.
+pub(crate) fn deserialize_all(text: &str) -> Result<Config, Vec<Problem>> {
+    let table: toml::Table = match text.parse() {
+        Ok(t) => t,
+        Err(e) => {
+            let position = e.span().map(|s| locate::line_col(text, s.start));
+            return Err(vec![Problem {
+                path: String::new(),
+                position,
+                message: e.message().trim().to_owned(),
+            }]);
+        }
+    };
+    let mut problems = Vec::new();
+    let mut config = Config::default();
+    for (key, value) in table {
+        let p = &mut problems;
+        match key.as_str() {
+            "data_dir" => {
+                if let Some(v) = de_item(value, &key, text, p) {
+                    config.data_dir = v;
+                }
+            }
+            "http" => {
+                if let Some(v) = de_item(value, &key, text, p) {
+                    config.http = v;
+                }
+            }
+            "database" => {
+                if let Some(v) = de_item(value, &key, text, p) {
+                    config.database = v;
+                }
+            }
+            "mqtt" => {
+                if let Some(v) = de_item(value, &key, text, p) {
+                    config.mqtt = v;
+                }
+            }
+            "pipeline" => {
+                if let Some(v) = de_item(value, &key, text, p) {
+                    config.pipeline = v;
+                }
+            }
+            "models" => {
+                if let Some(v) = de_item(value, &key, text, p) {
+                    config.models = v;
+                }
+            }
+            "device_kinds" => match value {
+                toml::Value::Table(t) => {
+                    for (name, v) in t {
+                        if let Some(v) = de_item(v, &format!("device_kinds.{name}"), text, p) {
+                            config.device_kinds.insert(name, v);
+                        }
+                    }
+                }
+                _ => p.push(problem(key, "must be a table of device kinds")),
+            },
+            "sites" => config.sites = de_array(value, &key, text, p),
+            "devices" => config.devices = de_array(value, &key, text, p),
+            "rules" => config.rules = de_array(value, &key, text, p),
+            "outputs" => config.outputs = de_array(value, &key, text, p),
+            other => {
+                let mut pr = problem(
+                    other,
+                    "unknown section; expected one of data_dir, http, database, mqtt, pipeline, \
+                     models, sites, device_kinds, devices, rules, outputs",
+                );
+                locate::fill_position(text, &mut pr);
+                p.push(pr);
+            }
+        }
+    }
+    if problems.is_empty() { Ok(config) } else { Err(problems) }
+}
+
+fn de_array<T: DeserializeOwned>(
+    value: toml::Value,
+    key: &str,
+    text: &str,
+    problems: &mut Vec<Problem>,
+) -> Vec<T> {
+    match value {
+        toml::Value::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, v)| de_item(v, &format!("{key}[{i}]"), text, problems))
+            .collect(),
+        _ => {
+            problems.push(problem(key, format!("must be an array of tables ([[{key}]])")));
+            Vec::new()
+        }
+    }
+}
+
+fn code_problem(path: String, what: &str, r: Result<(), CodeError>, out: &mut Vec<Problem>) {
+    if let Err(e) = r {
+        out.push(problem(path, format!("not a valid {what}: {e}")));
+    }
+}
+
+fn check_unique<'a>(
+    ids: impl Iterator<Item = &'a str>,
+    section: &str,
+    out: &mut Vec<Problem>,
+) -> HashSet<&'a str> {
+    let mut seen = HashSet::new();
+    for (i, id) in ids.enumerate() {
+        if !seen.insert(id) {
+            out.push(problem(format!("{section}[{i}].id"), format!("duplicate id {id:?}")));
+        }
+    }
+    seen
+}
+
+impl Config {
+    /// Every semantic problem of the configuration; empty when it is valid.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        self.validate_endpoints(&mut out);
+        let sites = check_unique(self.sites.iter().map(|s| s.id.as_str()), "sites", &mut out);
+        for (i, s) in self.sites.iter().enumerate() {
+            code_problem(
+                format!("sites[{i}].region"),
+                "region code (6 digits, GB/T 2260)",
+                RegionCode::new(&s.region).map(drop),
+                &mut out,
+            );
+            code_problem(
+                format!("sites[{i}].uscc"),
+                "unified social credit code (GB 32100)",
+                Uscc::new(&s.uscc).map(drop),
+                &mut out,
+            );
+            if s.name.trim().is_empty() {
+                out.push(problem(format!("sites[{i}].name"), "must not be empty"));
+            }
+            if s.entity_name.trim().is_empty() {
+                out.push(problem(format!("sites[{i}].entity_name"), "must not be empty"));
+            }
+        }
+        for (name, k) in &self.device_kinds {
+            if k.inactivity_timeout.is_zero() {
+                out.push(problem(
+                    format!("device_kinds.{name}.inactivity_timeout"),
+                    "must be longer than 0 (e.g. \"5m\")",
+                ));
+            }
+            if let Some(code) = &k.offline_item_code {
+                code_problem(
+                    format!("device_kinds.{name}.offline_item_code"),
+                    "supervision item code (14 digits)",
+                    ItemCode::new(code).map(drop),
+                    &mut out,
+                );
+            }
+        }
+        check_unique(self.devices.iter().map(|d| d.id.as_str()), "devices", &mut out);
+        for (i, d) in self.devices.iter().enumerate() {
+            if !sites.contains(d.site.as_str()) {
+                out.push(problem(
+                    format!("devices[{i}].site"),
+                    format!("no site with id {:?} is configured in [[sites]]", d.site.as_str()),
+                ));
+            }
+            self.check_kind(&d.kind, format!("devices[{i}].kind"), &mut out);
+            if let Err(e) = argon2::PasswordHash::new(&d.secret_hash) {
+                out.push(problem(
+                    format!("devices[{i}].secret_hash"),
+                    format!(
+                        "not an argon2 PHC string ({e}); make one with `hub device hash-secret`"
+                    ),
+                ));
+            }
+        }
+        check_unique(self.rules.iter().map(|r| r.id.as_str()), "rules", &mut out);
+        for (i, r) in self.rules.iter().enumerate() {
+            self.validate_rule(i, r, &mut out);
+        }
+        for (i, o) in self.outputs.iter().enumerate() {
+            if o.output_type == OutputType::Jsonl && o.path.is_none() {
+                out.push(problem(format!("outputs[{i}].path"), "a jsonl output needs a path"));
+            }
+        }
+        out
+    }
+
+    fn validate_endpoints(&self, out: &mut Vec<Problem>) {
+        let url = &self.database.url;
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://")) {
+            out.push(problem(
+                "database.url",
+                format!("{url:?} is neither sqlite://PATH nor postgres://…"),
+            ));
+        }
+        if self.database.max_connections == 0 {
+            out.push(problem("database.max_connections", "must be at least 1"));
+        }
+        if self.mqtt.mode == MqttMode::External {
+            match &self.mqtt.url {
+                None => out.push(problem(
+                    "mqtt.url",
+                    "external mode needs the broker's url (mqtt://host:port) or HUB_MQTT_URL",
+                )),
+                Some(u) if !u.starts_with("mqtt://") => {
+                    out.push(problem("mqtt.url", format!("{u:?} must start with mqtt://")))
+                }
+                Some(_) => {}
+            }
+        }
+        if self.mqtt.max_payload < 64 {
+            out.push(problem("mqtt.max_payload", "must be at least 64 bytes"));
+        }
+        if self.pipeline.queue == 0 || self.pipeline.batch_max == 0 {
+            out.push(problem("pipeline", "queue and batch_max must be at least 1"));
+        }
+    }
+
+    fn check_kind(&self, kind: &str, path: String, out: &mut Vec<Problem>) {
+        if !self.device_kinds.contains_key(kind) {
+            let known: Vec<&str> = self.device_kinds.keys().map(String::as_str).collect();
+            out.push(problem(
+                path,
+                format!(
+                    "unknown device kind {kind:?}; add [device_kinds.{kind}] or use one of: {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+
+    fn validate_rule(&self, i: usize, r: &Rule, out: &mut Vec<Problem>) {
+        let at = |f: &str| format!("rules[{i}].{f}");
+        if r.id.trim().is_empty() || r.id.contains('/') {
+            out.push(problem(at("id"), "must be non-empty and contain no '/'"));
+        }
+        if r.device_kinds.is_empty() {
+            out.push(problem(at("device_kinds"), "name at least one device kind"));
+        }
+        for (j, k) in r.device_kinds.iter().enumerate() {
+            self.check_kind(k, at(&format!("device_kinds[{j}]")), out);
+        }
+        code_problem(
+            at("item_code"),
+            "supervision item code (14 digits)",
+            ItemCode::new(&r.item_code).map(drop),
+            out,
+        );
+        // Which optional parameters each type needs (N) and allows (A).
+        let params: BTreeMap<&str, bool> = [
+            ("metric", r.metric.is_some()),
+            ("above", r.above.is_some()),
+            ("below", r.below.is_some()),
+            ("for", r.hold.is_some()),
+            ("max_per_minute", r.max_per_minute.is_some()),
+            ("window", r.window.is_some()),
+            ("tolerance", r.tolerance.is_some()),
+            ("samples", r.samples.is_some()),
+            ("z", r.z.is_some()),
+            ("model", r.model.is_some()),
+            ("every", r.every.is_some()),
+        ]
+        .into_iter()
+        .collect();
+        let (needed, allowed): (&[&str], &[&str]) = match r.rule_type {
+            RuleType::Threshold => (&["metric"], &["above", "below", "for"]),
+            RuleType::RateOfChange => (&["metric", "max_per_minute", "window"], &[]),
+            RuleType::Flatline => (&["metric", "window"], &["tolerance"]),
+            RuleType::Spike => (&["metric", "samples", "z"], &[]),
+            RuleType::Model => (&["model"], &["every"]),
+        };
+        for (name, present) in &params {
+            if needed.contains(name) && !present {
+                out.push(problem(at(name), format!("required for a {:?} rule", r.rule_type)));
+            }
+            if *present && !needed.contains(name) && !allowed.contains(name) {
+                out.push(problem(at(name), format!("not used by a {:?} rule", r.rule_type)));
+            }
+        }
+        if r.rule_type == RuleType::Threshold && r.above.is_none() && r.below.is_none() {
+            out.push(problem(at("above"), "a threshold rule needs `above`, `below` or both"));
+        }
+        if let (Some(a), Some(b)) = (r.above, r.below)
+            && b > a
+        {
+            out.push(problem(at("below"), "`below` is larger than `above`: nothing is normal"));
+        }
+        if r.max_per_minute.is_some_and(|v| v <= 0.0) {
+            out.push(problem(at("max_per_minute"), "must be positive"));
+        }
+        if r.window.is_some_and(|w| w.is_zero()) {
+            out.push(problem(at("window"), "must be longer than 0"));
+        }
+        if r.samples.is_some_and(|n| n < 3) {
+            out.push(problem(at("samples"), "must be at least 3"));
+        }
+        if r.z.is_some_and(|z| z <= 0.0) {
+            out.push(problem(at("z"), "must be positive"));
+        }
+        if r.every == Some(0) {
+            out.push(problem(at("every"), "must be at least 1"));
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! One module per subcommand.
+
+mod bench;
+mod config_cmd;
+mod device;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "hub", version, about = "Video and IoT non-site supervision hub")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the hub with a configuration file.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run broker, hub and a simulated site in one process.
+    Demo {
+        /// HTTP API address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: String,
+        /// MQTT address devices connect to.
+        #[arg(long, default_value = "127.0.0.1:11883")]
+        mqtt: String,
+        /// Where the demo keeps its database, findings and credentials.
+        #[arg(long, default_value = ".demo")]
+        data_dir: PathBuf,
+    },
+    /// Configuration files.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCmd),
+    /// Device credentials.
+    #[command(subcommand)]
+    Device(device::DeviceCmd),
+    /// Benchmarks (not tests): print figures and ratios against a baseline run alongside.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env(config::env::LOG)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn,sqlx=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Config(c) => config_cmd::run(c),
+        Cmd::Device(d) => device::run(d),
+        Cmd::Run { config } => {
+            init_logging();
+            run::run(&config)
+        }
+        Cmd::Demo { http, mqtt, data_dir } => {
+            init_logging();
+            run::demo(hub::demo::DemoOptions { http, mqtt, data_dir })
+        }
+        Cmd::Bench(b) => {
+            init_logging();
+            bench::run(b)
+        }
+    }
+}

@@ -1,0 +1,493 @@
+//! The sensor pipeline: MQTT messages → readings and findings in the database.
+//!
+//! ```text
+//! MQTT consumer ──(bounded: pipeline.queue; sender waits)──▶ processor ──(bounded: 4 batches;
+//!     sender waits)──▶ writer ──▶ one transaction per batch ──▶ outputs / events
+//! offline monitor ─────────────────────────────────────────────▲
+//! ```
+//!
+//! The processor takes whatever messages are queued (up to `pipeline.batch_max`), parses them,
+//! runs the rules and the anomaly model (one batched run, off the async workers) and hands one
+//! batch to the writer, which stores readings, findings and device state in one transaction.
+//! Nothing is dropped inside the hub: every queue makes its sender wait, and the writer retries a
+//! failed transaction until it succeeds or the process is stopped a second time. Because the
+//! processor works on batch N+1 while the writer commits batch N, the two cores are both used.
+//!
+//! Shutdown drains: the MQTT consumer stops on the token, the processor ends when its queue is
+//! empty and closed, the writer when the processor and monitor are gone.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::metrics::{Counter, Gauge, Histogram, Registry as Metrics, names};
+use common::{Clock, Shutdown, UnixMs};
+use inference::rules::{Engine, Hit, ScoreBatch};
+use ingest::topic::{self, Channel};
+use ingest::{Inbound, telemetry};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::outputs::{FindingEvent, Outputs};
+use crate::registry::{Device, Registry};
+use crate::store::{Batch, FindingHit, ReadingRow, Store};
+
+/// Batches queued between processor and writer.
+pub const WRITER_QUEUE: usize = 4;
+
+/// Logs at most once a second per reason, with the number suppressed in between.
+#[derive(Debug, Default)]
+struct Throttle {
+    last: AtomicI64,
+    suppressed: AtomicU64,
+}
+
+impl Throttle {
+    /// Some(suppressed count) when a line may be logged now.
+    fn allow(&self, now: UnixMs) -> Option<u64> {
+        let last = self.last.load(Ordering::Relaxed);
+        if now - last >= 1000
+            && self.last.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            return Some(self.suppressed.swap(0, Ordering::Relaxed));
+        }
+        self.suppressed.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
+/// Rejection reasons that are not payload errors.
+const REJECT_REASONS: &[&str] = &[
+    "bad_topic",
+    "unknown_device",
+    "wrong_site",
+    "bad_status",
+    "bad_json",
+    "not_an_object",
+    "bad_timestamp",
+    "not_numeric",
+    "not_finite",
+    "empty",
+    "bad_metric_name",
+    "too_many_values",
+];
+
+struct Rejects {
+    counters: HashMap<&'static str, (Arc<Counter>, Throttle)>,
+}
+
+impl Rejects {
+    fn new(m: &Metrics) -> Self {
+        let counters = REJECT_REASONS
+            .iter()
+            .map(|r| {
+                let c = m.counter(
+                    names::READINGS_REJECTED,
+                    "Device messages refused by the hub, by reason",
+                    &[("reason", r)],
+                );
+                (*r, (c, Throttle::default()))
+            })
+            .collect();
+        Self { counters }
+    }
+
+    fn reject(
+        &self,
+        reason: &'static str,
+        now: UnixMs,
+        topic: &[u8],
+        detail: &dyn std::fmt::Display,
+    ) {
+        let Some((counter, throttle)) = self.counters.get(reason) else { return };
+        counter.inc();
+        if let Some(suppressed) = throttle.allow(now) {
+            warn!(
+                reason,
+                topic = %String::from_utf8_lossy(topic),
+                detail = %detail,
+                suppressed,
+                "device message refused"
+            );
+        }
+    }
+}
+
+/// What the pipeline's stages share.
+pub struct Ctx {
+    pub registry: Arc<Registry>,
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub outputs: Outputs,
+    rejects: Rejects,
+    stored: Arc<Counter>,
+    opened: Arc<Counter>,
+    updated: Arc<Counter>,
+    queue_depth: Arc<Gauge>,
+    online: Arc<Gauge>,
+    write_time: Arc<Histogram>,
+    model_scores: Arc<Counter>,
+}
+
+impl Ctx {
+    pub fn new(
+        registry: Arc<Registry>,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        outputs: Outputs,
+        m: &Metrics,
+    ) -> Self {
+        Self {
+            registry,
+            store,
+            clock,
+            outputs,
+            rejects: Rejects::new(m),
+            stored: m.counter(names::READINGS_STORED, "Readings stored", &[]),
+            opened: m.counter(names::FINDINGS_OPENED, "Findings opened", &[]),
+            updated: m.counter(names::FINDINGS_UPDATED, "Repeats folded into open findings", &[]),
+            queue_depth: m.gauge(
+                names::PIPELINE_QUEUE_DEPTH,
+                "Messages waiting for the processor",
+                &[],
+            ),
+            online: m.gauge(names::DEVICES_ONLINE, "Devices online", &[]),
+            write_time: m.histogram(names::BATCH_WRITE_SECONDS, "Time to store one batch", &[]),
+            model_scores: m.counter(names::MODEL_SCORES, "Windows scored by sensor models", &[]),
+        }
+    }
+}
+
+/// Collects finding hits of one batch, one entry per key, in first-seen order.
+#[derive(Default)]
+struct HitSet {
+    hits: Vec<FindingHit>,
+    index: HashMap<String, usize>,
+}
+
+impl HitSet {
+    fn add(&mut self, h: FindingHit) {
+        match self.index.get(&h.dedup_key) {
+            Some(&i) => self.hits[i].merge(h),
+            None => {
+                self.index.insert(h.dedup_key.clone(), self.hits.len());
+                self.hits.push(h);
+            }
+        }
+    }
+}
+
+fn offline_hit(reg: &Registry, d: &Device, ts: UnixMs, reason: &str) -> FindingHit {
+    let kind = reg.kinds.get(&d.kind);
+    let site = reg.sites.get(d.site.as_str());
+    FindingHit {
+        dedup_key: FindingHit::key(d.site.as_str(), &d.id, "offline", "offline"),
+        site_id: d.site.to_string(),
+        device_id: Some(d.id.clone()),
+        camera_id: None,
+        rule: "offline".into(),
+        kind: "offline".into(),
+        severity: kind.map_or(common::Severity::Minor, |k| k.offline_severity),
+        item_code: kind.and_then(|k| k.offline_item_code.clone()),
+        region: site.map(|s| s.region.clone()),
+        summary: format!("Device {} offline: {reason}", d.id),
+        first_seen: ts,
+        last_seen: ts,
+        count: 1,
+        last_value: None,
+        details: serde_json::json!({ "reason": reason, "last_seen": d.last_seen() }).to_string(),
+    }
+}
+
+/// Marks a device offline (once) and returns the finding to raise.
+fn go_offline(
+    reg: &Registry,
+    d: &Device,
+    now: UnixMs,
+    reason: &str,
+    batch: &mut Batch,
+) -> Option<FindingHit> {
+    if !d.online.swap(false, Ordering::Relaxed) {
+        return None;
+    }
+    info!(device = %d.id, reason, "device offline");
+    batch.status.push((d.id.clone(), false));
+    Some(offline_hit(reg, d, now, reason))
+}
+
+/// Runs until the inbound queue is closed and drained.
+pub async fn run_processor(
+    mut rx: mpsc::Receiver<Inbound>,
+    mut engine: Engine,
+    ctx: Arc<Ctx>,
+    writer: mpsc::Sender<Batch>,
+    batch_max: usize,
+) {
+    let mut msgs: Vec<Inbound> = Vec::with_capacity(batch_max);
+    let mut tagged: Vec<Arc<Device>> = Vec::with_capacity(batch_max);
+    let mut hits: Vec<Hit> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        msgs.push(first);
+        while msgs.len() < batch_max {
+            match rx.try_recv() {
+                Ok(m) => msgs.push(m),
+                Err(_) => break,
+            }
+        }
+        ctx.queue_depth.set(rx.len() as i64);
+        let mut batch = Batch::default();
+        let mut set = HitSet::default();
+        let mut scores = ScoreBatch::default();
+        for m in msgs.drain(..) {
+            process_one(
+                &ctx,
+                &mut engine,
+                m,
+                &mut tagged,
+                &mut batch,
+                &mut set,
+                &mut hits,
+                &mut scores,
+            );
+        }
+        if !scores.is_empty() {
+            ctx.model_scores.add(scores.len() as u64);
+            // Model runs are CPU work: off the async workers.
+            match tokio::task::spawn_blocking(move || scores.run()).await {
+                Ok(Ok(h)) => hits.extend(h),
+                Ok(Err(e)) => {
+                    error!(error = %e, "sensor model failed; windows of this batch not scored")
+                }
+                Err(e) => error!(error = %e, "sensor model task panicked"),
+            }
+        }
+        for h in hits.drain(..) {
+            set.add(rule_hit(&ctx.registry, engine.rules(), &tagged[h.tag], &h));
+        }
+        tagged.clear();
+        batch.findings = set.hits;
+        if !batch.is_empty() && writer.send(batch).await.is_err() {
+            error!("writer stopped; processor exiting");
+            return;
+        }
+    }
+}
+
+fn rule_hit(reg: &Registry, rules: &inference::rules::RuleSet, d: &Device, h: &Hit) -> FindingHit {
+    let r = &rules.rules[h.rule];
+    let details = match &r.check {
+        inference::rules::Check::Model { model, .. } => serde_json::json!({
+            "model": model.model.manifest.name, "metric": r.metric, "score": h.value,
+            "threshold": model.spec.threshold,
+        }),
+        _ => serde_json::json!({ "metric": r.metric, "value": h.value }),
+    };
+    FindingHit {
+        dedup_key: FindingHit::key(d.site.as_str(), &d.id, &r.id, r.kind),
+        site_id: d.site.to_string(),
+        device_id: Some(d.id.clone()),
+        camera_id: None,
+        rule: r.id.clone(),
+        kind: r.kind.to_owned(),
+        severity: r.severity,
+        item_code: Some(r.item_code.clone()),
+        region: reg.sites.get(d.site.as_str()).map(|s| s.region.clone()),
+        summary: r.summary.clone(),
+        first_seen: h.ts,
+        last_seen: h.ts,
+        count: 1,
+        last_value: Some(h.value),
+        details: details.to_string(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn process_one(
+    ctx: &Ctx,
+    engine: &mut Engine,
+    m: Inbound,
+    tagged: &mut Vec<Arc<Device>>,
+    batch: &mut Batch,
+    set: &mut HitSet,
+    hits: &mut Vec<Hit>,
+    scores: &mut ScoreBatch,
+) {
+    let now = m.received_at;
+    let r = &ctx.rejects;
+    let t = match topic::parse(&m.topic) {
+        Ok(t) => t,
+        Err(e) => return r.reject("bad_topic", now, &m.topic, &format_args!("{e:?}")),
+    };
+    let Some(device) = ctx.registry.get(t.device) else {
+        return r.reject("unknown_device", now, &m.topic, &"no such device is registered");
+    };
+    if device.site.as_str() != t.site {
+        return r.reject(
+            "wrong_site",
+            now,
+            &m.topic,
+            &format_args!("device belongs to site {}", device.site),
+        );
+    }
+    match t.channel() {
+        Some(Channel::Telemetry) => {
+            let tm = match telemetry::parse(&m.payload, now) {
+                Ok(tm) => tm,
+                Err(e) => return r.reject(e.reason(), now, &m.topic, &e),
+            };
+            device.last_rx.store(now, Ordering::Relaxed);
+            device.last_seen.fetch_max(tm.ts, Ordering::Relaxed);
+            device.seen_dirty.store(true, Ordering::Relaxed);
+            if !device.online.swap(true, Ordering::Relaxed) {
+                info!(device = %device.id, "device online");
+                batch.status.push((device.id.clone(), true));
+            }
+            let vals: serde_json::Map<String, serde_json::Value> =
+                tm.values.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(*v))).collect();
+            batch.readings.push(ReadingRow {
+                device_id: device.id.clone(),
+                ts: tm.ts,
+                received_at: now,
+                vals: serde_json::Value::Object(vals).to_string(),
+            });
+            let tag = tagged.len();
+            engine.evaluate(tag, &device.id, &device.kind, tm.ts, &tm.values, hits, scores);
+            tagged.push(device);
+        }
+        Some(Channel::Status) => {
+            let p = String::from_utf8_lossy(&m.payload);
+            match p.trim().to_ascii_lowercase().as_str() {
+                "online" => {
+                    device.last_rx.store(now, Ordering::Relaxed);
+                    if !device.online.swap(true, Ordering::Relaxed) {
+                        info!(device = %device.id, "device online");
+                        batch.status.push((device.id.clone(), true));
+                    }
+                }
+                "offline" => {
+                    let reason =
+                        "the device reported offline or its connection dropped (last will)";
+                    if let Some(h) = go_offline(&ctx.registry, &device, now, reason, batch) {
+                        set.add(h);
+                    }
+                }
+                _ => r.reject(
+                    "bad_status",
+                    now,
+                    &m.topic,
+                    &"status payload must be online or offline",
+                ),
+            }
+        }
+        // Other topics a device owns (e.g. its own command replies) are not readings.
+        None => {}
+    }
+}
+
+/// Stores batches until every sender is gone.
+pub async fn run_writer(mut rx: mpsc::Receiver<Batch>, ctx: Arc<Ctx>, shutdown: Shutdown) {
+    while let Some(batch) = rx.recv().await {
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        let changes = loop {
+            match ctx.store.write_batch(&batch, ctx.clock.now_ms()).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    // Findings are never dropped: retry until the database is back. Only a
+                    // second shutdown signal (process exit) ends this.
+                    error!(error = %e, retry_in = ?backoff, readings = batch.readings.len(), findings = batch.findings.len(), "storing a batch failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    let _ = shutdown.is_triggered();
+                }
+            }
+        };
+        ctx.write_time.observe(started.elapsed().as_secs_f64());
+        ctx.stored.add(batch.readings.len() as u64);
+        for (f, c) in batch.findings.iter().zip(&changes) {
+            if c.opened {
+                ctx.opened.inc()
+            } else {
+                ctx.updated.inc()
+            }
+            ctx.outputs.emit(&FindingEvent {
+                id: c.id,
+                change: if c.opened { "opened" } else { "updated" },
+                count: c.count,
+                site_id: &f.site_id,
+                device_id: f.device_id.as_deref(),
+                rule: &f.rule,
+                kind: &f.kind,
+                severity: f.severity,
+                summary: &f.summary,
+                first_seen: f.first_seen,
+                last_seen: f.last_seen,
+                last_value: f.last_value,
+            });
+        }
+    }
+}
+
+/// Settings of the monitor.
+#[derive(Debug, Clone)]
+pub struct MonitorConfig {
+    pub tick: Duration,
+    pub retention: Duration,
+}
+
+/// Marks silent devices offline, flushes last-seen times, applies readings retention.
+pub async fn run_monitor(
+    ctx: Arc<Ctx>,
+    writer: mpsc::Sender<Batch>,
+    cfg: MonitorConfig,
+    shutdown: Shutdown,
+) {
+    let mut tick = tokio::time::interval(cfg.tick);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n: u64 = 0;
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        n += 1;
+        let now = ctx.clock.now_ms();
+        let mut batch = Batch::default();
+        let mut set = HitSet::default();
+        let flush_seen = n % 5 == 0;
+        for d in ctx.registry.all() {
+            let Some(kind) = ctx.registry.kinds.get(&d.kind) else { continue };
+            let last_rx = d.last_rx.load(Ordering::Relaxed);
+            let timeout = kind.inactivity_timeout.as_millis() as i64;
+            if d.is_online() && last_rx > 0 && now - last_rx > timeout {
+                let reason =
+                    format!("no data for {}", humantime::format_duration(kind.inactivity_timeout));
+                if let Some(h) = go_offline(&ctx.registry, &d, now, &reason, &mut batch) {
+                    set.add(h);
+                }
+            }
+            if flush_seen
+                && d.seen_dirty.swap(false, Ordering::Relaxed)
+                && let Some(seen) = d.last_seen()
+            {
+                batch.seen.push((d.id.clone(), seen));
+            }
+        }
+        ctx.online.set(ctx.registry.online_count());
+        batch.findings = set.hits;
+        if !batch.is_empty() && writer.send(batch).await.is_err() {
+            break;
+        }
+        // Hourly, and once shortly after start.
+        if n % 3600 == 10 {
+            let cutoff = now - cfg.retention.as_millis() as i64;
+            match ctx.store.delete_readings_before(cutoff).await {
+                Ok(0) => {}
+                Ok(k) => info!(deleted = k, "readings retention applied"),
+                Err(e) => warn!(error = %e, "readings retention failed; will retry"),
+            }
+        }
+    }
+}

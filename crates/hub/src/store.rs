@@ -1,0 +1,566 @@
+//! Storage through sqlx `Any`: one code path for SQLite (default) and PostgreSQL. Portable SQL
+//! with `$N` placeholders; timestamps are unix milliseconds; migrations per backend differ only
+//! in the id column.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{FindingState, Severity, UnixMs};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+
+use crate::error::Error;
+
+static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Rows per multi-row INSERT (4 parameters each; well under both backends' limits).
+const READINGS_PER_INSERT: usize = 500;
+
+/// Which database is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    pub backend: Backend,
+}
+
+/// One transaction's worth of writes.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub readings: Vec<ReadingRow>,
+    pub findings: Vec<FindingHit>,
+    /// Devices whose online state changed.
+    pub status: Vec<(String, bool)>,
+    /// Devices' latest event time, flushed periodically.
+    pub seen: Vec<(String, UnixMs)>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.readings.is_empty()
+            && self.findings.is_empty()
+            && self.status.is_empty()
+            && self.seen.is_empty()
+    }
+}
+
+/// A reading row to store.
+#[derive(Debug, Clone)]
+pub struct ReadingRow {
+    pub device_id: String,
+    pub ts: UnixMs,
+    pub received_at: UnixMs,
+    /// The values as a JSON object.
+    pub vals: String,
+}
+
+/// One or more occurrences of a finding condition, aggregated by key.
+#[derive(Debug, Clone)]
+pub struct FindingHit {
+    /// `site|device-or-camera|rule|kind`.
+    pub dedup_key: String,
+    pub site_id: String,
+    pub device_id: Option<String>,
+    pub camera_id: Option<String>,
+    pub rule: String,
+    pub kind: String,
+    pub severity: Severity,
+    pub item_code: Option<String>,
+    pub region: Option<String>,
+    pub summary: String,
+    pub first_seen: UnixMs,
+    pub last_seen: UnixMs,
+    pub count: i64,
+    pub last_value: Option<f64>,
+    /// JSON object with rule-specific detail.
+    pub details: String,
+}
+
+impl FindingHit {
+    pub fn key(site: &str, subject: &str, rule: &str, kind: &str) -> String {
+        format!("{site}|{subject}|{rule}|{kind}")
+    }
+
+    /// Folds a later occurrence of the same key into this one.
+    pub fn merge(&mut self, other: FindingHit) {
+        self.count += other.count;
+        self.first_seen = self.first_seen.min(other.first_seen);
+        if other.last_seen >= self.last_seen {
+            self.last_seen = other.last_seen;
+            self.last_value = other.last_value;
+            self.details = other.details;
+        }
+    }
+}
+
+/// What an upsert did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindingChange {
+    pub id: i64,
+    /// True when the upsert opened a new finding; false when it updated an open one.
+    pub opened: bool,
+    pub count: i64,
+}
+
+/// A stored finding.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Finding {
+    pub id: i64,
+    pub site_id: String,
+    pub device_id: Option<String>,
+    pub camera_id: Option<String>,
+    pub rule: String,
+    pub kind: String,
+    pub severity: String,
+    pub state: String,
+    pub item_code: Option<String>,
+    pub region: Option<String>,
+    pub summary: String,
+    pub first_seen: UnixMs,
+    pub last_seen: UnixMs,
+    pub count: i64,
+    pub last_value: Option<f64>,
+    pub details: serde_json::Value,
+    pub acknowledged_at: Option<UnixMs>,
+    pub cleared_at: Option<UnixMs>,
+}
+
+/// Filters of a finding query; all optional.
+#[derive(Debug, Clone, Default)]
+pub struct FindingFilter {
+    pub site: Option<String>,
+    pub device: Option<String>,
+    pub rule: Option<String>,
+    pub states: Vec<FindingState>,
+    pub severities: Vec<Severity>,
+    /// `last_seen >= since`
+    pub since: Option<UnixMs>,
+    /// `last_seen < until`
+    pub until: Option<UnixMs>,
+    /// Only ids below this (the cursor of the previous page).
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+/// A device row.
+#[derive(Debug, Clone)]
+pub struct DeviceRow {
+    pub id: String,
+    pub site_id: String,
+    pub kind: String,
+    pub name: String,
+    pub secret_hash: String,
+    pub source: String,
+    pub created_at: UnixMs,
+    pub last_seen: Option<UnixMs>,
+    pub online: bool,
+}
+
+/// A stored reading.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Reading {
+    pub ts: UnixMs,
+    pub received_at: UnixMs,
+    pub values: serde_json::Value,
+}
+
+fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
+    move |source| Error::Database { context, source }
+}
+
+const FINDING_COLUMNS: &str = "id, site_id, device_id, camera_id, rule, kind, severity, state, \
+    item_code, region, summary, first_seen, last_seen, count, last_value, details, \
+    acknowledged_at, cleared_at";
+
+fn finding_from_row(r: &AnyRow) -> Result<Finding, sqlx::Error> {
+    let details: String = r.try_get("details")?;
+    Ok(Finding {
+        id: r.try_get("id")?,
+        site_id: r.try_get("site_id")?,
+        device_id: r.try_get("device_id")?,
+        camera_id: r.try_get("camera_id")?,
+        rule: r.try_get("rule")?,
+        kind: r.try_get("kind")?,
+        severity: r.try_get("severity")?,
+        state: r.try_get("state")?,
+        item_code: r.try_get("item_code")?,
+        region: r.try_get("region")?,
+        summary: r.try_get("summary")?,
+        first_seen: r.try_get("first_seen")?,
+        last_seen: r.try_get("last_seen")?,
+        count: r.try_get("count")?,
+        last_value: r.try_get("last_value")?,
+        details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
+        acknowledged_at: r.try_get("acknowledged_at")?,
+        cleared_at: r.try_get("cleared_at")?,
+    })
+}
+
+impl Store {
+    /// Connects and migrates. A relative SQLite path is taken under `data_dir`.
+    pub async fn connect(url: &str, data_dir: &Path, max_connections: u32) -> Result<Self, Error> {
+        sqlx::any::install_default_drivers();
+        let (url, backend) = if let Some(path) = url.strip_prefix("sqlite://") {
+            let path = path.split('?').next().unwrap_or(path);
+            let full =
+                if Path::new(path).is_absolute() { path.into() } else { data_dir.join(path) };
+            if let Some(parent) = full.parent() {
+                std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+                    context: format!("creating {}", parent.display()),
+                    source,
+                })?;
+            }
+            (format!("sqlite://{}?mode=rwc", full.display()), Backend::Sqlite)
+        } else {
+            (url.to_owned(), Backend::Postgres)
+        };
+        let mut opts = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(30));
+        if backend == Backend::Sqlite {
+            opts = opts.after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL lets readers (the API) run beside the writer; busy_timeout makes
+                    // concurrent writers wait for the lock instead of failing.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = opts.connect(&url).await.map_err(|source| Error::Database {
+            context: "connecting to the database (database.url / HUB_DATABASE_URL)",
+            source,
+        })?;
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE,
+            Backend::Postgres => &POSTGRES,
+        };
+        migrator.run(&pool).await.map_err(|e| Error::Migration(e.to_string()))?;
+        Ok(Self { pool, backend })
+    }
+
+    pub async fn ping(&self) -> Result<(), Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db("health check"))?;
+        Ok(())
+    }
+
+    pub async fn upsert_site(&self, s: &config::Site) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO sites (id, name, region, industry, entity_name, uscc) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, region = excluded.region, \
+             industry = excluded.industry, entity_name = excluded.entity_name, uscc = excluded.uscc",
+        )
+        .bind(s.id.as_str())
+        .bind(&s.name)
+        .bind(&s.region)
+        .bind(s.industry.as_str())
+        .bind(&s.entity_name)
+        .bind(&s.uscc)
+        .execute(&self.pool)
+        .await
+        .map_err(db("saving a site"))?;
+        Ok(())
+    }
+
+    /// Inserts a device, or updates it when `replace` (config devices follow the file).
+    pub async fn upsert_device(&self, d: &DeviceRow, replace: bool) -> Result<bool, Error> {
+        let sql = if replace {
+            "INSERT INTO devices (id, site_id, kind, name, secret_hash, source, created_at, online) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0) \
+             ON CONFLICT (id) DO UPDATE SET site_id = excluded.site_id, kind = excluded.kind, \
+             name = excluded.name, secret_hash = excluded.secret_hash, source = excluded.source"
+        } else {
+            "INSERT INTO devices (id, site_id, kind, name, secret_hash, source, created_at, online) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0) ON CONFLICT (id) DO NOTHING"
+        };
+        let r = sqlx::query(sql)
+            .bind(&d.id)
+            .bind(&d.site_id)
+            .bind(&d.kind)
+            .bind(&d.name)
+            .bind(&d.secret_hash)
+            .bind(&d.source)
+            .bind(d.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(db("saving a device"))?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn devices(&self) -> Result<Vec<DeviceRow>, Error> {
+        let rows = sqlx::query(
+            "SELECT id, site_id, kind, name, secret_hash, source, created_at, last_seen, online \
+             FROM devices ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("listing devices"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeviceRow {
+                    id: r.try_get("id")?,
+                    site_id: r.try_get("site_id")?,
+                    kind: r.try_get("kind")?,
+                    name: r.try_get("name")?,
+                    secret_hash: r.try_get("secret_hash")?,
+                    source: r.try_get("source")?,
+                    created_at: r.try_get("created_at")?,
+                    last_seen: r.try_get("last_seen")?,
+                    online: r.try_get::<i64, _>("online")? != 0,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db("reading devices"))
+    }
+
+    /// Writes one batch in one transaction: readings, findings, device state. Returns what
+    /// the finding upserts did, in the order of `batch.findings`.
+    pub async fn write_batch(
+        &self,
+        batch: &Batch,
+        now: UnixMs,
+    ) -> Result<Vec<FindingChange>, Error> {
+        let mut tx = self.pool.begin().await.map_err(db("starting a transaction"))?;
+        for chunk in batch.readings.chunks(READINGS_PER_INSERT) {
+            let mut sql = String::with_capacity(64 + chunk.len() * 24);
+            sql.push_str("INSERT INTO readings (device_id, ts, received_at, vals) VALUES ");
+            for i in 0..chunk.len() {
+                let b = i * 4;
+                if i > 0 {
+                    sql.push(',');
+                }
+                let _ = write!(sql, "(${},${},${},${})", b + 1, b + 2, b + 3, b + 4);
+            }
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q.bind(&r.device_id).bind(r.ts).bind(r.received_at).bind(&r.vals);
+            }
+            q.execute(&mut *tx).await.map_err(db("storing readings"))?;
+        }
+        let mut changes = Vec::with_capacity(batch.findings.len());
+        for f in &batch.findings {
+            changes.push(upsert_finding(&mut tx, f, now).await?);
+        }
+        for (id, online) in &batch.status {
+            sqlx::query("UPDATE devices SET online = $1 WHERE id = $2")
+                .bind(i64::from(*online))
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("updating device state"))?;
+        }
+        for (id, seen) in &batch.seen {
+            sqlx::query("UPDATE devices SET last_seen = $1 WHERE id = $2")
+                .bind(*seen)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("updating device last seen"))?;
+        }
+        tx.commit().await.map_err(db("committing a batch"))?;
+        Ok(changes)
+    }
+
+    pub async fn findings(&self, f: &FindingFilter) -> Result<Vec<Finding>, Error> {
+        enum Bind {
+            Text(String),
+            Int(i64),
+        }
+        let mut sql = format!("SELECT {FINDING_COLUMNS} FROM findings WHERE 1 = 1");
+        let mut binds = Vec::new();
+        let mut cond = |sql: &mut String, c: &str, b: Bind| {
+            binds.push(b);
+            let _ = write!(sql, " AND {c} ${}", binds.len());
+        };
+        for (col, v) in [("site_id =", &f.site), ("device_id =", &f.device), ("rule =", &f.rule)] {
+            if let Some(v) = v {
+                cond(&mut sql, col, Bind::Text(v.clone()));
+            }
+        }
+        for (col, v) in [("last_seen >=", f.since), ("last_seen <", f.until), ("id <", f.before_id)]
+        {
+            if let Some(v) = v {
+                cond(&mut sql, col, Bind::Int(v));
+            }
+        }
+        // Enum values are fixed strings of ours: inline them.
+        let list =
+            |names: Vec<&str>| names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(",");
+        if !f.states.is_empty() {
+            let _ = write!(
+                sql,
+                " AND state IN ({})",
+                list(f.states.iter().map(|s| s.as_str()).collect())
+            );
+        }
+        if !f.severities.is_empty() {
+            let names = f.severities.iter().map(|s| s.as_str()).collect();
+            let _ = write!(sql, " AND severity IN ({})", list(names));
+        }
+        let _ = write!(sql, " ORDER BY id DESC LIMIT {}", f.limit.clamp(1, 1000));
+        let mut q = sqlx::query(&sql);
+        for b in binds {
+            q = match b {
+                Bind::Text(t) => q.bind(t),
+                Bind::Int(i) => q.bind(i),
+            };
+        }
+        let rows = q.fetch_all(&self.pool).await.map_err(db("listing findings"))?;
+        rows.iter().map(finding_from_row).collect::<Result<_, _>>().map_err(db("reading findings"))
+    }
+
+    pub async fn finding(&self, id: i64) -> Result<Option<Finding>, Error> {
+        let row = sqlx::query(&format!("SELECT {FINDING_COLUMNS} FROM findings WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("reading a finding"))?;
+        row.as_ref().map(finding_from_row).transpose().map_err(db("reading a finding"))
+    }
+
+    /// Moves a finding to `to` when the transition is allowed (active → acknowledged,
+    /// active/acknowledged → cleared). Returns the finding after the change, or the error
+    /// explaining why not.
+    pub async fn transition(
+        &self,
+        id: i64,
+        to: FindingState,
+        now: UnixMs,
+    ) -> Result<Finding, Error> {
+        let sql = match to {
+            FindingState::Acknowledged => {
+                "UPDATE findings SET state = 'acknowledged', acknowledged_at = $1, updated_at = $1 \
+                 WHERE id = $2 AND state = 'active'"
+            }
+            FindingState::Cleared => {
+                "UPDATE findings SET state = 'cleared', cleared_at = $1, updated_at = $1 \
+                 WHERE id = $2 AND state <> 'cleared'"
+            }
+            FindingState::Active => {
+                return Err(Error::InvalidArgument(
+                    "a finding cannot be set back to active".into(),
+                ));
+            }
+        };
+        let r = sqlx::query(sql)
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db("changing a finding's state"))?;
+        let f = self.finding(id).await?.ok_or(Error::NotFound(format!("finding {id}")))?;
+        if r.rows_affected() == 0 {
+            return Err(Error::Conflict(format!(
+                "finding {id} is {}; it cannot become {}",
+                f.state,
+                to.as_str()
+            )));
+        }
+        Ok(f)
+    }
+
+    pub async fn readings(
+        &self,
+        device: &str,
+        since: Option<UnixMs>,
+        until: Option<UnixMs>,
+        limit: i64,
+    ) -> Result<Vec<Reading>, Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT ts, received_at, vals FROM readings WHERE device_id = $1 AND ts >= $2 \
+             AND ts < $3 ORDER BY ts DESC LIMIT {}",
+            limit.clamp(1, 10_000)
+        ))
+        .bind(device)
+        .bind(since.unwrap_or(i64::MIN))
+        .bind(until.unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("listing readings"))?;
+        rows.iter()
+            .map(|r| {
+                let vals: String = r.try_get("vals")?;
+                Ok(Reading {
+                    ts: r.try_get("ts")?,
+                    received_at: r.try_get("received_at")?,
+                    values: serde_json::from_str(&vals).unwrap_or(serde_json::Value::Null),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db("reading readings"))
+    }
+
+    pub async fn count_readings(&self) -> Result<i64, Error> {
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM readings")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("counting readings"))?;
+        r.try_get("n").map_err(db("counting readings"))
+    }
+
+    /// Deletes readings received before `cutoff`; returns how many.
+    pub async fn delete_readings_before(&self, cutoff: UnixMs) -> Result<u64, Error> {
+        let r = sqlx::query("DELETE FROM readings WHERE received_at < $1")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await
+            .map_err(db("applying readings retention"))?;
+        Ok(r.rows_affected())
+    }
+}
+
+async fn upsert_finding(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    f: &FindingHit,
+    now: UnixMs,
+) -> Result<FindingChange, Error> {
+    // The partial unique index admits one open finding per key; the conflict clause makes a
+    // repeat an atomic update of it, so concurrent writers never duplicate a finding.
+    let row = sqlx::query(
+        "INSERT INTO findings (dedup_key, site_id, device_id, camera_id, rule, kind, severity, \
+         state, item_code, region, summary, first_seen, last_seen, count, last_value, details, \
+         updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+         ON CONFLICT (dedup_key) WHERE state <> 'cleared' DO UPDATE SET \
+         count = findings.count + excluded.count, \
+         last_seen = CASE WHEN excluded.last_seen > findings.last_seen \
+             THEN excluded.last_seen ELSE findings.last_seen END, \
+         last_value = excluded.last_value, details = excluded.details, \
+         updated_at = excluded.updated_at \
+         RETURNING id, count",
+    )
+    .bind(&f.dedup_key)
+    .bind(&f.site_id)
+    .bind(f.device_id.as_deref())
+    .bind(f.camera_id.as_deref())
+    .bind(&f.rule)
+    .bind(&f.kind)
+    .bind(f.severity.as_str())
+    .bind(f.item_code.as_deref())
+    .bind(f.region.as_deref())
+    .bind(&f.summary)
+    .bind(f.first_seen)
+    .bind(f.last_seen)
+    .bind(f.count)
+    .bind(f.last_value)
+    .bind(&f.details)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db("storing a finding"))?;
+    let id: i64 = row.try_get("id").map_err(db("storing a finding"))?;
+    let count: i64 = row.try_get("count").map_err(db("storing a finding"))?;
+    Ok(FindingChange { id, opened: count == f.count, count })
+}

@@ -1,0 +1,602 @@
+//! The embedded broker's front door: authenticates each device and enforces its topic ACL.
+//!
+//! rumqttd has no per-topic ACL and its auth callback cannot answer with a CONNACK reason, so
+//! devices never reach it directly. Each device connection is relayed by this gateway to rumqttd
+//! on a loopback listener that only the gateway can log in to. The gateway parses just enough of
+//! MQTT 3.1.1 to:
+//!
+//! - refuse bad credentials with CONNACK 4 (unknown device, wrong secret) and a will on a foreign
+//!   topic with CONNACK 5;
+//! - force the broker-side client id to the device id (no session stealing);
+//! - drop (and count, and log) a PUBLISH outside `sites/{own site}/devices/{own id}/`, answering
+//!   QoS 1 with a PUBACK as MQTT 3.1.1 brokers do; a denied QoS 2 publish closes the connection;
+//! - drop a PUBLISH whose payload exceeds `max_payload` the same way;
+//! - rewrite `v1/devices/me/telemetry` to the device's own telemetry topic;
+//! - answer a SUBSCRIBE to foreign topics with failure return codes.
+//!
+//! Everything else (acks, pings, keep-alive, sessions, wills) is relayed byte for byte and left
+//! to rumqttd.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use common::Shutdown;
+use common::metrics::{Counter, Gauge, Registry, names};
+use rumqttc::mqttbytes::v4::{ConnAck, ConnectReturnCode, Login, Packet};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::{DeviceDirectory, Error, topic};
+
+/// Frames larger than this close the connection instead of being buffered and dropped.
+const HARD_FRAME_LIMIT: usize = 1 << 20;
+/// A client must send CONNECT within this long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Frames queued towards one client; the broker-side reader waits when it is full.
+const CLIENT_QUEUE: usize = 64;
+
+/// Where the gateway listens and where it relays to.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub listen: String,
+    /// The embedded broker's loopback listener.
+    pub broker: SocketAddr,
+    /// Credentials of the loopback listener.
+    pub internal_username: String,
+    pub internal_password: String,
+    pub max_payload: usize,
+}
+
+struct Counters {
+    connections: Arc<Gauge>,
+    auth_no_credentials: Arc<Counter>,
+    auth_unknown_device: Arc<Counter>,
+    auth_bad_secret: Arc<Counter>,
+    auth_bad_will: Arc<Counter>,
+    acl_publish: Arc<Counter>,
+    acl_subscribe: Arc<Counter>,
+    oversized: Arc<Counter>,
+}
+
+impl Counters {
+    fn new(r: &Registry) -> Self {
+        let auth = |reason| {
+            r.counter(
+                names::MQTT_AUTH_FAILURES,
+                "MQTT connections refused, by reason",
+                &[("reason", reason)],
+            )
+        };
+        let acl = |what| {
+            r.counter(
+                names::MQTT_ACL_DENIED,
+                "MQTT packets dropped because the topic belongs to someone else",
+                &[("packet", what)],
+            )
+        };
+        Self {
+            connections: r.gauge(names::MQTT_CONNECTIONS, "Open device connections", &[]),
+            auth_no_credentials: auth("no_credentials"),
+            auth_unknown_device: auth("unknown_device"),
+            auth_bad_secret: auth("bad_secret"),
+            auth_bad_will: auth("foreign_will_topic"),
+            acl_publish: acl("publish"),
+            acl_subscribe: acl("subscribe"),
+            oversized: r.counter(
+                names::MQTT_OVERSIZED,
+                "PUBLISH packets dropped because the payload exceeds mqtt.max_payload",
+                &[],
+            ),
+        }
+    }
+}
+
+struct Ctx {
+    cfg: GatewayConfig,
+    directory: Arc<dyn DeviceDirectory>,
+    counters: Counters,
+    /// device id → digest of (secret hash, secret) last verified, so reconnects skip argon2.
+    verified: Mutex<HashMap<String, [u8; 32]>>,
+}
+
+/// A bound gateway; [`Gateway::run`] serves it.
+pub struct Gateway {
+    listener: TcpListener,
+    ctx: Arc<Ctx>,
+}
+
+impl Gateway {
+    pub async fn bind(
+        cfg: GatewayConfig,
+        directory: Arc<dyn DeviceDirectory>,
+        metrics: &Registry,
+    ) -> Result<Self, Error> {
+        let listener = TcpListener::bind(&cfg.listen)
+            .await
+            .map_err(|source| Error::Listen { addr: cfg.listen.clone(), source })?;
+        let ctx = Ctx {
+            counters: Counters::new(metrics),
+            cfg,
+            directory,
+            verified: Mutex::new(HashMap::new()),
+        };
+        Ok(Self { listener, ctx: Arc::new(ctx) })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    /// Accepts connections until shutdown; each runs in its own task.
+    pub async fn run(self, shutdown: Shutdown) {
+        info!(addr = %self.local_addr(), "MQTT gateway listening");
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                a = self.listener.accept() => a,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    warn!(error = %e, "MQTT accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let ctx = self.ctx.clone();
+            let stop = shutdown.clone();
+            tokio::spawn(
+                async move {
+                    ctx.counters.connections.add(1);
+                    tokio::select! {
+                        biased;
+                        _ = stop.cancelled() => {}
+                        r = serve(stream, &ctx) => {
+                            if let Err(e) = r {
+                                debug!(error = %e, "connection closed");
+                            }
+                        }
+                    }
+                    ctx.counters.connections.add(-1);
+                }
+                .instrument(info_span!("mqtt", %peer)),
+            );
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("malformed MQTT: {0}")]
+    Malformed(&'static str),
+    #[error("no CONNECT within {CONNECT_TIMEOUT:?}")]
+    ConnectTimeout,
+    #[error("refused: {0}")]
+    Refused(&'static str),
+    #[error("frame of {0} bytes exceeds the hard limit")]
+    TooLarge(usize),
+}
+
+/// Parses a fixed header: (header length, remaining length), or None when more bytes are needed.
+fn frame_header(buf: &[u8]) -> Result<Option<(usize, usize)>, ConnError> {
+    let mut len = 0usize;
+    for i in 0..4 {
+        let Some(&b) = buf.get(1 + i) else { return Ok(None) };
+        len |= usize::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok(Some((2 + i, len)));
+        }
+    }
+    Err(ConnError::Malformed("remaining length longer than 4 bytes"))
+}
+
+/// Takes the next complete frame off `buf`, reading from `rd` as needed. None at clean EOF.
+async fn next_frame(
+    rd: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+) -> Result<Option<Bytes>, ConnError> {
+    loop {
+        if let Some((hl, rl)) = frame_header(buf)? {
+            if hl + rl > HARD_FRAME_LIMIT {
+                return Err(ConnError::TooLarge(hl + rl));
+            }
+            if buf.len() >= hl + rl {
+                return Ok(Some(buf.split_to(hl + rl).freeze()));
+            }
+            buf.reserve(hl + rl - buf.len());
+        }
+        if rd.read_buf(buf).await? == 0 {
+            return if buf.is_empty() { Ok(None) } else { Err(ConnError::Malformed("truncated")) };
+        }
+    }
+}
+
+/// Splits every complete frame already buffered.
+fn buffered_frame(buf: &mut BytesMut) -> Result<Option<Bytes>, ConnError> {
+    match frame_header(buf)? {
+        Some((hl, rl)) if hl + rl > HARD_FRAME_LIMIT => Err(ConnError::TooLarge(hl + rl)),
+        Some((hl, rl)) if buf.len() >= hl + rl => Ok(Some(buf.split_to(hl + rl).freeze())),
+        _ => Ok(None),
+    }
+}
+
+fn write_remaining_length(out: &mut BytesMut, mut len: usize) {
+    loop {
+        let mut b = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            b |= 0x80;
+        }
+        out.put_u8(b);
+        if len == 0 {
+            break;
+        }
+    }
+}
+
+fn connack(code: ConnectReturnCode) -> Bytes {
+    let mut b = BytesMut::new();
+    // Writing a 4-byte CONNACK into a BytesMut cannot fail.
+    let _ = ConnAck::new(code, false).write(&mut b);
+    b.freeze()
+}
+
+/// A PUBLISH's topic, QoS, packet id and the byte range of its payload within the frame.
+struct PublishView<'a> {
+    topic: &'a [u8],
+    qos: u8,
+    pkid: u16,
+    payload_start: usize,
+}
+
+fn view_publish(frame: &[u8], header_len: usize) -> Result<PublishView<'_>, ConnError> {
+    let qos = (frame[0] >> 1) & 3;
+    let body = &frame[header_len..];
+    if body.len() < 2 {
+        return Err(ConnError::Malformed("PUBLISH without topic"));
+    }
+    let tl = usize::from(u16::from_be_bytes([body[0], body[1]]));
+    let mut at = 2 + tl;
+    if body.len() < at {
+        return Err(ConnError::Malformed("PUBLISH topic truncated"));
+    }
+    let topic = &body[2..at];
+    let mut pkid = 0;
+    if qos > 0 {
+        if body.len() < at + 2 {
+            return Err(ConnError::Malformed("PUBLISH packet id truncated"));
+        }
+        pkid = u16::from_be_bytes([body[at], body[at + 1]]);
+        at += 2;
+    }
+    Ok(PublishView { topic, qos, pkid, payload_start: header_len + at })
+}
+
+/// Re-encodes a PUBLISH with another topic.
+fn rewrite_publish(frame: &[u8], view: &PublishView<'_>, topic: &str, out: &mut BytesMut) {
+    let payload = &frame[view.payload_start..];
+    let pkid_len = if view.qos > 0 { 2 } else { 0 };
+    let remaining = 2 + topic.len() + pkid_len + payload.len();
+    out.put_u8(frame[0]);
+    write_remaining_length(out, remaining);
+    out.put_u16(topic.len() as u16);
+    out.put_slice(topic.as_bytes());
+    if view.qos > 0 {
+        out.put_u16(view.pkid);
+    }
+    out.put_slice(payload);
+}
+
+fn ack_for(qos: u8, pkid: u16) -> Option<Bytes> {
+    (qos == 1).then(|| Bytes::from(vec![0x40, 0x02, (pkid >> 8) as u8, pkid as u8]))
+}
+
+/// (packet id, filters) of a SUBSCRIBE frame.
+fn subscribe_filters(frame: &[u8], header_len: usize) -> Result<(u16, Vec<&[u8]>), ConnError> {
+    let mut body = &frame[header_len..];
+    if body.len() < 2 {
+        return Err(ConnError::Malformed("SUBSCRIBE without packet id"));
+    }
+    let pkid = body.get_u16();
+    let mut filters = Vec::new();
+    while !body.is_empty() {
+        if body.len() < 2 {
+            return Err(ConnError::Malformed("SUBSCRIBE filter truncated"));
+        }
+        let n = usize::from(u16::from_be_bytes([body[0], body[1]]));
+        if body.len() < 2 + n + 1 {
+            return Err(ConnError::Malformed("SUBSCRIBE filter truncated"));
+        }
+        filters.push(&body[2..2 + n]);
+        body = &body[2 + n + 1..];
+    }
+    Ok((pkid, filters))
+}
+
+impl Ctx {
+    /// Checks the device's secret, using the cache of recent successful checks.
+    async fn verify(&self, device: &str, secret_hash: &str, password: &str) -> bool {
+        let digest: [u8; 32] = {
+            let mut h = Sha256::new();
+            h.update(secret_hash.as_bytes());
+            h.update([0]);
+            h.update(password.as_bytes());
+            h.finalize().into()
+        };
+        if self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(device) == Some(&digest) {
+            return true;
+        }
+        let (hash, pw) = (secret_hash.to_owned(), password.to_owned());
+        // argon2 takes tens of milliseconds of CPU by design: keep it off the async workers.
+        let ok = tokio::task::spawn_blocking(move || {
+            use argon2::{PasswordHash, PasswordVerifier};
+            PasswordHash::new(&hash)
+                .map(|h| argon2::Argon2::default().verify_password(pw.as_bytes(), &h).is_ok())
+                .unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false);
+        if ok {
+            self.verified.lock().unwrap_or_else(|e| e.into_inner()).insert(device.into(), digest);
+        }
+        ok
+    }
+}
+
+async fn refuse(
+    wr: &mut OwnedWriteHalf,
+    code: ConnectReturnCode,
+    counter: &Counter,
+    why: &'static str,
+) -> Result<(), ConnError> {
+    counter.inc();
+    let _ = wr.write_all(&connack(code)).await;
+    let _ = wr.shutdown().await;
+    Err(ConnError::Refused(why))
+}
+
+async fn serve(stream: TcpStream, ctx: &Ctx) -> Result<(), ConnError> {
+    let (mut crd, mut cwr) = stream.into_split();
+    let mut cbuf = BytesMut::with_capacity(4096);
+    let first = tokio::time::timeout(CONNECT_TIMEOUT, next_frame(&mut crd, &mut cbuf))
+        .await
+        .map_err(|_| ConnError::ConnectTimeout)??
+        .ok_or(ConnError::Malformed("closed before CONNECT"))?;
+    let mut first = BytesMut::from(&first[..]);
+    let Ok(Packet::Connect(mut connect)) = Packet::read(&mut first, HARD_FRAME_LIMIT) else {
+        return Err(ConnError::Malformed("first packet is not a valid MQTT 3.1.1 CONNECT"));
+    };
+    let c = &ctx.counters;
+    let Some(login) = connect.login.take() else {
+        warn!("MQTT connection without username/password refused");
+        return refuse(
+            &mut cwr,
+            ConnectReturnCode::BadUserNamePassword,
+            &c.auth_no_credentials,
+            "no credentials",
+        )
+        .await;
+    };
+    let device = login.username;
+    let Some(creds) = ctx.directory.credentials(&device) else {
+        warn!(device = %device, "MQTT login as an unknown device refused");
+        return refuse(
+            &mut cwr,
+            ConnectReturnCode::BadUserNamePassword,
+            &c.auth_unknown_device,
+            "unknown device",
+        )
+        .await;
+    };
+    if !ctx.verify(&device, &creds.secret_hash, &login.password).await {
+        warn!(device = %device, "MQTT login with a wrong secret refused");
+        return refuse(
+            &mut cwr,
+            ConnectReturnCode::BadUserNamePassword,
+            &c.auth_bad_secret,
+            "wrong secret",
+        )
+        .await;
+    }
+    let prefix = topic::device_prefix(creds.site.as_str(), &device);
+    if let Some(will) = &connect.last_will
+        && !will.topic.starts_with(&prefix)
+    {
+        warn!(device = %device, topic = %will.topic, "last will on a foreign topic refused");
+        return refuse(
+            &mut cwr,
+            ConnectReturnCode::NotAuthorized,
+            &c.auth_bad_will,
+            "foreign will",
+        )
+        .await;
+    }
+    let own_telemetry = format!("{prefix}telemetry");
+
+    let broker = match TcpStream::connect(ctx.cfg.broker).await {
+        Ok(b) => b,
+        Err(e) => {
+            warn!(error = %e, "embedded broker unreachable");
+            let _ = cwr.write_all(&connack(ConnectReturnCode::ServiceUnavailable)).await;
+            return Err(e.into());
+        }
+    };
+    let _ = broker.set_nodelay(true);
+    let (mut brd, mut bwr) = broker.into_split();
+    // The broker sees the device id as client id: a device cannot take over another's session.
+    connect.client_id = device.clone();
+    connect.login = Some(Login::new(&ctx.cfg.internal_username, &ctx.cfg.internal_password));
+    let mut out = BytesMut::with_capacity(4096);
+    Packet::Connect(connect)
+        .write(&mut out, HARD_FRAME_LIMIT)
+        .map_err(|_| ConnError::Malformed("CONNECT cannot be re-encoded"))?;
+    bwr.write_all(&out).await?;
+    out.clear();
+    debug!(device = %device, "device connected");
+
+    // Broker → client frames and the gateway's own acks share one writer.
+    let (to_client, mut client_rx) = mpsc::channel::<Bytes>(CLIENT_QUEUE);
+    let writer = async move {
+        while let Some(frame) = client_rx.recv().await {
+            cwr.write_all(&frame).await?;
+        }
+        let _ = cwr.shutdown().await;
+        Ok::<_, std::io::Error>(())
+    };
+    let relay_tx = to_client.clone();
+    let from_broker = async move {
+        let mut buf = BytesMut::with_capacity(4096);
+        while let Some(frame) = next_frame(&mut brd, &mut buf).await? {
+            if relay_tx.send(frame).await.is_err() {
+                break;
+            }
+        }
+        Ok::<_, ConnError>(())
+    };
+    let mut denied_logged = 0u32;
+    let from_client = async move {
+        loop {
+            // Read at least one frame, then relay every complete frame buffered, in one write.
+            let Some(frame) = next_frame(&mut crd, &mut cbuf).await? else { break };
+            let mut next = Some(frame);
+            while let Some(frame) = next.take() {
+                let (hl, _) = frame_header(&frame)?.ok_or(ConnError::Malformed("header"))?;
+                match frame[0] >> 4 {
+                    3 => {
+                        let view = view_publish(&frame, hl)?;
+                        let payload_len = frame.len() - view.payload_start;
+                        let own = view.topic.starts_with(prefix.as_bytes());
+                        let alias = view.topic == topic::TB_TELEMETRY.as_bytes();
+                        if payload_len > ctx.cfg.max_payload {
+                            c.oversized.inc();
+                            warn!(device = %device, bytes = payload_len, limit = ctx.cfg.max_payload, "oversized PUBLISH dropped");
+                        } else if own {
+                            out.extend_from_slice(&frame);
+                            next = buffered_frame(&mut cbuf)?;
+                            continue;
+                        } else if alias {
+                            rewrite_publish(&frame, &view, &own_telemetry, &mut out);
+                            next = buffered_frame(&mut cbuf)?;
+                            continue;
+                        } else {
+                            c.acl_publish.inc();
+                            // Log the first few per connection, then every 1000th.
+                            denied_logged += 1;
+                            if denied_logged <= 3 || denied_logged % 1000 == 0 {
+                                warn!(device = %device, topic = %String::from_utf8_lossy(view.topic), count = denied_logged, "PUBLISH to a topic the device does not own dropped");
+                            }
+                        }
+                        if view.qos == 2 {
+                            return Err(ConnError::Refused("QoS 2 PUBLISH refused"));
+                        }
+                        if let Some(ack) = ack_for(view.qos, view.pkid)
+                            && to_client.send(ack).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                    8 => {
+                        let (pkid, filters) = subscribe_filters(&frame, hl)?;
+                        if filters.iter().all(|f| f.starts_with(prefix.as_bytes())) {
+                            out.extend_from_slice(&frame);
+                        } else {
+                            c.acl_subscribe.inc();
+                            warn!(device = %device, "SUBSCRIBE to topics the device does not own refused");
+                            let mut ack = BytesMut::new();
+                            ack.put_u8(0x90);
+                            write_remaining_length(&mut ack, 2 + filters.len());
+                            ack.put_u16(pkid);
+                            ack.put_bytes(0x80, filters.len());
+                            if to_client.send(ack.freeze()).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    1 => return Err(ConnError::Malformed("second CONNECT")),
+                    _ => out.extend_from_slice(&frame),
+                }
+                next = buffered_frame(&mut cbuf)?;
+            }
+            if !out.is_empty() {
+                bwr.write_all(&out).await?;
+                out.clear();
+            }
+        }
+        let _ = bwr.shutdown().await;
+        Ok::<_, ConnError>(())
+    };
+    // Whichever side ends first ends the connection. Dropping the broker socket without
+    // DISCONNECT makes rumqttd publish the device's last will.
+    tokio::select! {
+        r = from_client => r,
+        r = from_broker => r,
+        r = writer => r.map_err(ConnError::from),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remaining_length_round_trips() {
+        for len in [0usize, 1, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152] {
+            let mut b = BytesMut::new();
+            b.put_u8(0x30);
+            write_remaining_length(&mut b, len);
+            let (hl, rl) = frame_header(&b).unwrap().unwrap();
+            assert_eq!((hl, rl), (b.len(), len));
+        }
+        assert!(frame_header(&[0x30, 0xff, 0xff, 0xff, 0xff, 0x01]).is_err());
+        assert!(frame_header(&[0x30, 0x80]).unwrap().is_none());
+    }
+
+    #[test]
+    fn publish_rewrite_keeps_qos_packet_id_and_payload() {
+        let mut frame = BytesMut::new();
+        let t = topic::TB_TELEMETRY;
+        frame.put_u8(0x32);
+        write_remaining_length(&mut frame, 2 + t.len() + 2 + 3);
+        frame.put_u16(t.len() as u16);
+        frame.put_slice(t.as_bytes());
+        frame.put_u16(77);
+        frame.put_slice(b"abc");
+        let view = view_publish(&frame, 2).unwrap();
+        assert_eq!((view.qos, view.pkid, view.topic), (1, 77, t.as_bytes()));
+        let mut out = BytesMut::new();
+        rewrite_publish(&frame, &view, "sites/s/devices/d/telemetry", &mut out);
+        let Packet::Publish(p) = Packet::read(&mut out, 1 << 20).unwrap() else { panic!() };
+        assert_eq!(p.topic, "sites/s/devices/d/telemetry");
+        assert_eq!((p.pkid, &p.payload[..]), (77, &b"abc"[..]));
+    }
+
+    #[test]
+    fn subscribe_filters_are_listed() {
+        let mut frame = BytesMut::new();
+        let f1 = b"sites/s/devices/d/#";
+        let f2 = b"sites/+/devices/+/telemetry";
+        frame.put_u8(0x82);
+        write_remaining_length(&mut frame, 2 + 2 + f1.len() + 1 + 2 + f2.len() + 1);
+        frame.put_u16(9);
+        for f in [&f1[..], &f2[..]] {
+            frame.put_u16(f.len() as u16);
+            frame.put_slice(f);
+            frame.put_u8(1);
+        }
+        let (pkid, filters) = subscribe_filters(&frame, 2).unwrap();
+        assert_eq!(pkid, 9);
+        assert_eq!(filters, vec![&f1[..], &f2[..]]);
+    }
+}

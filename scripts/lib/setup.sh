@@ -1,0 +1,356 @@
+#!/usr/bin/env bash
+# Shared setup for scripts/test, scripts/demo and .ci/run. Source it; do not execute it.
+#
+# Functions:
+#   setup_debian_packages  install missing Debian 12 packages; require cargo
+#   setup_onnxruntime      extract libonnxruntime into $ROOT/.ort and export ORT_DYLIB_PATH
+#   setup_models           export HUB_MODEL_MIRROR when the shared model folder exists
+#   ensure_postgres        export HUB_TEST_POSTGRES_URL (existing server or throwaway cluster)
+#   ensure_mosquitto       export HUB_TEST_MQTT_URL (existing broker or throwaway broker)
+#
+# Knobs (environment):
+#   HUB_PG_PORT_CHECK    port probed for an existing PostgreSQL (default 5432)
+#   HUB_MQTT_PORT_CHECK  port probed for an existing MQTT broker (default 1883)
+#   HUB_TEST_OWN_SERVERS=1  always start throwaway servers (e.g. when the existing broker
+#                           runs with Mosquitto's lossy default max_queued_messages)
+#   HUB_TEST_POSTGRES_URL / HUB_TEST_MQTT_URL already set: used as given, nothing is probed.
+set -euo pipefail
+
+# Repo root: two levels above this file (an inherited ROOT is ignored on purpose).
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+export ROOT
+
+HUB_ORT_VERSION=1.31.1
+# Filled in by ensure_* so callers can report what they used: preset | existing | started.
+HUB_PG_SOURCE=${HUB_PG_SOURCE:-}
+HUB_MQTT_SOURCE=${HUB_MQTT_SOURCE:-}
+
+hub_log() { printf '[setup] %s\n' "$*" >&2; }
+hub_die() {
+  printf '[setup] error: %s\n' "$*" >&2
+  exit 1
+}
+
+# ---------------------------------------------------------------------------
+# Cleanups: one EXIT trap runs every registered command, newest first, so several
+# throwaway servers (and temp dirs) can each add their own without clobbering traps.
+# ---------------------------------------------------------------------------
+HUB_CLEANUPS=()
+HUB_CLEANUP_TRAP_SET=${HUB_CLEANUP_TRAP_SET:-}
+
+hub_run_cleanups() {
+  local i
+  for ((i = ${#HUB_CLEANUPS[@]} - 1; i >= 0; i--)); do
+    eval "${HUB_CLEANUPS[i]}" || true
+  done
+  HUB_CLEANUPS=()
+}
+
+# hub_on_exit CMD [ARGS...]: run CMD ARGS at exit; arguments are quoted safely.
+hub_on_exit() {
+  local cmd
+  printf -v cmd '%q ' "$@"
+  HUB_CLEANUPS+=("$cmd")
+  if [[ -z $HUB_CLEANUP_TRAP_SET ]]; then
+    trap hub_run_cleanups EXIT
+    # Turn INT/TERM into a normal exit so the EXIT trap still stops the servers.
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    HUB_CLEANUP_TRAP_SET=1
+  fi
+}
+
+# Run a command as root: directly when root, otherwise through sudo
+# (non-interactive when there is no terminal, so CI fails instead of hanging).
+hub_as_root() {
+  if [[ $(id -u) -eq 0 ]]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    if [[ -t 0 ]]; then sudo "$@"; else sudo -n "$@"; fi
+  else
+    hub_die "need root for: $* (install sudo or run as root)"
+  fi
+}
+
+# Run a command as a service user when we are root (postgres refuses to run as root;
+# mosquitto drops to its own user); as ourselves otherwise.
+hub_as_user() {
+  local user=$1
+  shift
+  if [[ $(id -u) -eq 0 ]]; then
+    # cd /: the service user may not be allowed into the caller's working directory.
+    (cd / && runuser -u "$user" -- "$@")
+  else
+    "$@"
+  fi
+}
+
+# Print a free TCP port on 127.0.0.1 (the kernel picks one; tiny race is acceptable).
+hub_free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# True when HOST:PORT accepts a TCP connection within 2 s.
+hub_tcp_open() {
+  # shellcheck disable=SC2016 # $1/$2 expand in the inner bash, not here
+  timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null
+}
+
+# ---------------------------------------------------------------------------
+# Debian packages + Rust toolchain check
+# ---------------------------------------------------------------------------
+HUB_DEBIAN_PACKAGES=(
+  build-essential pkg-config curl ca-certificates python3 python3-pip unzip libssl-dev
+  # GStreamer build headers and runtime plugins (h264parse is in -bad, x264 in -ugly).
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
+  # Servers for the integration tests. Any service the packages start is not relied on:
+  # ensure_postgres/ensure_mosquitto verify access and start their own when needed.
+  mosquitto mosquitto-clients postgresql
+)
+
+setup_debian_packages() {
+  local pkg status missing=()
+  for pkg in "${HUB_DEBIAN_PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    [[ $status == *" ok installed" ]] || missing+=("$pkg")
+  done
+  if ((${#missing[@]})); then
+    hub_log "installing Debian packages: ${missing[*]}"
+    hub_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    hub_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+
+  # rustup installs into ~/.cargo/bin, which non-login shells may lack on PATH.
+  if ! command -v cargo >/dev/null 2>&1 && [[ -x ${CARGO_HOME:-$HOME/.cargo}/bin/cargo ]]; then
+    export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+  fi
+  if ! command -v cargo >/dev/null 2>&1; then
+    cat >&2 <<'EOF'
+[setup] error: cargo not found. Install Rust with rustup (see https://rustup.rs), e.g.:
+          download https://sh.rustup.rs, read it, then run it with: sh rustup-init.sh -y
+          rustup component add rustfmt clippy
+        then open a new shell (or: source "$HOME/.cargo/env") and rerun this script.
+EOF
+    exit 1
+  fi
+}
+
+# ---------------------------------------------------------------------------
+# ONNX Runtime shared library (Debian 12 has no package; taken from the PyPI wheel)
+# ---------------------------------------------------------------------------
+setup_onnxruntime() {
+  local dir="$ROOT/.ort" lib="libonnxruntime.so.$HUB_ORT_VERSION"
+  if [[ ! -s $dir/$lib ]]; then
+    local -a pip
+    if python3 -m pip --version >/dev/null 2>&1; then
+      pip=(python3 -m pip)
+    elif command -v pip >/dev/null 2>&1; then
+      pip=(pip)
+    else
+      hub_die "neither 'python3 -m pip' nor 'pip' works; install python3-pip"
+    fi
+    local tmp wheel
+    tmp=$(mktemp -d)
+    hub_on_exit rm -rf "$tmp" # covers failures below; removed right away on success
+    hub_log "downloading onnxruntime $HUB_ORT_VERSION wheel to extract $lib"
+    # Wheel tags are fixed so the result doesn't depend on the local Python version.
+    PIP_DISABLE_PIP_VERSION_CHECK=1 "${pip[@]}" download --quiet --no-deps --only-binary=:all: \
+      --python-version 3.12 --platform manylinux_2_28_x86_64 \
+      "onnxruntime==$HUB_ORT_VERSION" -d "$tmp"
+    wheel=$(find "$tmp" -maxdepth 1 -name "onnxruntime-$HUB_ORT_VERSION-*.whl" -print -quit)
+    [[ -n $wheel ]] || hub_die "pip did not produce an onnxruntime $HUB_ORT_VERSION wheel"
+    # Extract into the temp dir first, then move: an interrupted run never leaves a partial .so.
+    unzip -q -o -j "$wheel" "onnxruntime/capi/$lib" -d "$tmp/out"
+    [[ -s $tmp/out/$lib ]] || hub_die "$lib not found in $wheel"
+    mkdir -p "$dir"
+    mv -f "$tmp/out/$lib" "$dir/$lib"
+    rm -rf "$tmp"
+  fi
+  [[ -s $dir/$lib ]] || hub_die "$dir/$lib missing after extraction"
+  export ORT_DYLIB_PATH="$dir/$lib"
+}
+
+# ---------------------------------------------------------------------------
+# Models: the shared mirror next to the checkout, when present
+# ---------------------------------------------------------------------------
+setup_models() {
+  local mirror="$ROOT/../shared/data/models"
+  if [[ -d $mirror ]]; then
+    HUB_MODEL_MIRROR=$(realpath "$mirror")
+    export HUB_MODEL_MIRROR
+  else
+    hub_log "note: shared models not found at $mirror; vision tests that need them are skipped (sensor path works without them)"
+  fi
+}
+
+# ---------------------------------------------------------------------------
+# PostgreSQL
+# ---------------------------------------------------------------------------
+# True when psql can run a query as USER on DB at 127.0.0.1:PORT without a password.
+hub_pg_query_ok() {
+  PGCONNECT_TIMEOUT=5 psql -X -w -q -At -h 127.0.0.1 -p "$1" -U "$2" -d "$3" \
+    -c 'select 1' >/dev/null 2>&1
+}
+
+hub_pg_stop() {
+  local dir=$1 bindir=$2 user=$3
+  hub_as_user "$user" "$bindir/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+  rm -rf "$dir"
+}
+
+ensure_postgres() {
+  if [[ -n ${HUB_TEST_POSTGRES_URL:-} ]]; then
+    HUB_PG_SOURCE=preset
+    export HUB_TEST_POSTGRES_URL
+    return 0
+  fi
+
+  local port=${HUB_PG_PORT_CHECK:-5432} cand user db
+  if [[ ${HUB_TEST_OWN_SERVERS:-} != 1 ]] &&
+    pg_isready -q -h 127.0.0.1 -p "$port" -t 3 >/dev/null 2>&1; then
+    # Trust auth is expected; try the usual roles before giving up on this server.
+    for cand in postgres/postgres root/test root/postgres; do
+      user=${cand%/*} db=${cand#*/}
+      if hub_pg_query_ok "$port" "$user" "$db"; then
+        export HUB_TEST_POSTGRES_URL="postgres://$user@127.0.0.1:$port/$db"
+        HUB_PG_SOURCE=existing
+        hub_log "PostgreSQL: using existing server at 127.0.0.1:$port as $user/$db"
+        return 0
+      fi
+    done
+    hub_log "PostgreSQL on 127.0.0.1:$port refuses password-less login; starting a throwaway cluster"
+  fi
+
+  # Throwaway cluster: newest installed major version, trust auth, loopback only.
+  local bindir
+  bindir=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1)
+  if [[ -z $bindir ]]; then
+    local initdb_path
+    initdb_path=$(command -v initdb || true)
+    [[ -n $initdb_path ]] || hub_die "no PostgreSQL server binaries (initdb) found; install postgresql"
+    bindir=$(dirname "$(realpath "$initdb_path")")
+  fi
+  local runas dir pgport
+  runas=$(id -un)
+  dir=$(mktemp -d "${TMPDIR:-/tmp}/hub-pg.XXXXXX")
+  if [[ $(id -u) -eq 0 ]]; then
+    runas=postgres
+    chown postgres: "$dir"
+  fi
+  hub_on_exit hub_pg_stop "$dir" "$bindir" "$runas"
+
+  hub_as_user "$runas" "$bindir/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 \
+    --locale=C --no-sync >"$dir/initdb.log" 2>&1 ||
+    {
+      cat "$dir/initdb.log" >&2
+      hub_die "initdb failed"
+    }
+  pgport=$(hub_free_port)
+  # -k: socket in our dir (no /var/run/postgresql needed); -F: no fsync, it's throwaway.
+  hub_as_user "$runas" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 30 \
+    -o "-h 127.0.0.1 -p $pgport -k $dir -F" start >/dev/null ||
+    {
+      cat "$dir/postgres.log" >&2 || true
+      hub_die "throwaway PostgreSQL failed to start"
+    }
+  local i
+  for ((i = 0; i < 60; i++)); do
+    pg_isready -q -h 127.0.0.1 -p "$pgport" -t 1 && break
+    sleep 0.5
+  done
+  hub_pg_query_ok "$pgport" postgres postgres || {
+    cat "$dir/postgres.log" >&2 || true
+    hub_die "throwaway PostgreSQL on port $pgport does not answer"
+  }
+  export HUB_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$pgport/postgres"
+  HUB_PG_SOURCE=started
+  hub_log "PostgreSQL: started throwaway cluster on 127.0.0.1:$pgport ($dir)"
+}
+
+# ---------------------------------------------------------------------------
+# Mosquitto
+# ---------------------------------------------------------------------------
+# True when an MQTT broker on 127.0.0.1:PORT accepts an anonymous subscription
+# (a bare TCP check when mosquitto-clients are missing).
+hub_mqtt_ok() {
+  hub_tcp_open 127.0.0.1 "$1" || return 1
+  if command -v mosquitto_sub >/dev/null 2>&1; then
+    timeout 5 mosquitto_sub -h 127.0.0.1 -p "$1" -t hub/setup/probe -W 2 -E >/dev/null 2>&1
+  fi
+}
+
+hub_mqtt_stop() {
+  local pid=$1 dir=$2 i
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+  rm -rf "$dir"
+}
+
+ensure_mosquitto() {
+  if [[ -n ${HUB_TEST_MQTT_URL:-} ]]; then
+    HUB_MQTT_SOURCE=preset
+    export HUB_TEST_MQTT_URL
+    return 0
+  fi
+
+  local port=${HUB_MQTT_PORT_CHECK:-1883}
+  if [[ ${HUB_TEST_OWN_SERVERS:-} != 1 ]] && hub_mqtt_ok "$port"; then
+    export HUB_TEST_MQTT_URL="mqtt://127.0.0.1:$port"
+    HUB_MQTT_SOURCE=existing
+    hub_log "MQTT: using existing broker at 127.0.0.1:$port"
+    return 0
+  fi
+
+  local bin
+  # /usr/sbin is often missing from a non-root PATH.
+  bin=$(command -v mosquitto || true)
+  if [[ -z $bin && -x /usr/sbin/mosquitto ]]; then bin=/usr/sbin/mosquitto; fi
+  [[ -n $bin ]] || hub_die "mosquitto not found; install the mosquitto package"
+
+  local dir mqport pid
+  dir=$(mktemp -d "${TMPDIR:-/tmp}/hub-mqtt.XXXXXX")
+  mqport=$(hub_free_port)
+  : >"$dir/mosquitto.log"
+  # Started as root, mosquitto drops to user 'mosquitto': it must be able to reach the log.
+  if [[ $(id -u) -eq 0 ]] && id mosquitto >/dev/null 2>&1; then
+    chown -R mosquitto: "$dir"
+  fi
+  # max_queued_messages 0 / max_inflight_messages 100: the defaults silently drop QoS1
+  # messages under load (see shared/platform-notes.md).
+  cat >"$dir/mosquitto.conf" <<EOF
+listener $mqport 127.0.0.1
+allow_anonymous true
+max_queued_messages 0
+max_inflight_messages 100
+persistence false
+log_dest file $dir/mosquitto.log
+EOF
+  # Foreground process in the background (not -d) so we own its pid; output to the log
+  # so it never holds our stdout open after we exit.
+  "$bin" -c "$dir/mosquitto.conf" >>"$dir/mosquitto.stdout" 2>&1 &
+  pid=$!
+  hub_on_exit hub_mqtt_stop "$pid" "$dir"
+
+  local i
+  for ((i = 0; i < 100; i++)); do
+    hub_tcp_open 127.0.0.1 "$mqport" && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  hub_mqtt_ok "$mqport" || {
+    cat "$dir/mosquitto.log" "$dir/mosquitto.stdout" >&2 2>/dev/null || true
+    hub_die "throwaway mosquitto on port $mqport did not come up"
+  }
+  export HUB_TEST_MQTT_URL="mqtt://127.0.0.1:$mqport"
+  HUB_MQTT_SOURCE=started
+  hub_log "MQTT: started throwaway mosquitto on 127.0.0.1:$mqport (pid $pid)"
+}
