@@ -18,6 +18,10 @@ use crate::sim::SimDevice;
 pub enum Pace {
     /// Publish every reading as fast as the broker acknowledges them (tests).
     AsFastAsPossible,
+    /// At most this many readings per second per device. A Mosquitto with default settings
+    /// drops QoS 1 messages for a subscriber that falls 1000 behind (`max_queued_messages`), so
+    /// tests against a broker whose settings they cannot choose keep bursts below that.
+    PerDeviceRate(f64),
     /// Publish readings up to the wall clock at once, then follow it in real time (the demo:
     /// the scripted past appears within seconds, then the site lives on).
     CatchUpThenRealtime,
@@ -136,7 +140,18 @@ async fn run_device(
     let mut published: u64 = 1;
     let mut ts = opts.start_ms;
     let wall_start = wall_ms();
+    let mut tick = match opts.pace {
+        Pace::PerDeviceRate(r) => {
+            let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / r));
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            Some(t)
+        }
+        _ => None,
+    };
     loop {
+        if let Some(t) = tick.as_mut() {
+            t.tick().await;
+        }
         if cancel.is_cancelled() || opts.end_ms.is_some_and(|end| ts >= end) {
             break;
         }

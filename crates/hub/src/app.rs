@@ -47,6 +47,8 @@ impl Default for StartOptions {
 /// A running hub.
 pub struct Hub {
     pub http_addr: SocketAddr,
+    /// The HTTP app, for in-process requests (tests use `oneshot`).
+    router: axum::Router,
     /// Where devices connect (embedded mode).
     pub mqtt_addr: Option<SocketAddr>,
     pub store: Store,
@@ -127,6 +129,8 @@ impl Hub {
         let (w_tx, w_rx) = mpsc::channel(pipeline::WRITER_QUEUE);
         let mut tasks: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
         let mut mqtt_addr = None;
+        // The embedded broker is ready once bound; the external one after its SUBACKs.
+        let mut mqtt_ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let publisher: Arc<dyn EventPublisher> = match cfg.mqtt.mode {
             MqttMode::Embedded => {
                 let broker = Arc::new(EmbeddedBroker::start(cfg.mqtt.max_payload, &metrics)?);
@@ -165,6 +169,7 @@ impl Hub {
                     max_payload: cfg.mqtt.max_payload,
                 })?;
                 let client = ext.publisher();
+                mqtt_ready = ext.ready_flag();
                 let (m, s) = (metrics.clone(), shutdown.clone());
                 tasks.push((
                     "mqtt-consumer",
@@ -216,6 +221,7 @@ impl Hub {
             metrics: metrics.clone(),
             models: Arc::new(library.report.clone()),
             clock,
+            mqtt_ready,
         };
         let listener =
             tokio::net::TcpListener::bind(&cfg.http.listen).await.map_err(|source| Error::Io {
@@ -226,10 +232,11 @@ impl Hub {
             .local_addr()
             .map_err(|source| Error::Io { context: "reading the HTTP address".into(), source })?;
         let s = shutdown.clone();
+        let router = api::router(state);
+        let app = router.clone();
         tasks.push((
             "http",
             tokio::spawn(async move {
-                let app = api::router(state);
                 let r = axum::serve(listener, app)
                     .with_graceful_shutdown(async move { s.cancelled().await })
                     .await;
@@ -239,7 +246,12 @@ impl Hub {
             }),
         ));
         info!(http = %http_addr, mqtt = ?mqtt_addr, "hub started");
-        Ok(Hub { http_addr, mqtt_addr, store, registry, metrics, shutdown, tasks })
+        Ok(Hub { http_addr, router, mqtt_addr, store, registry, metrics, shutdown, tasks })
+    }
+
+    /// The HTTP app itself.
+    pub fn router(&self) -> axum::Router {
+        self.router.clone()
     }
 
     /// Waits for the shutdown token, then for every stage to drain and stop.

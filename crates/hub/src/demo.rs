@@ -79,7 +79,7 @@ pub fn config(
     Ok(cfg)
 }
 
-fn credentials(
+pub fn credentials(
     scenario: &Scenario,
     secrets: &[(String, String)],
     mqtt: SocketAddr,

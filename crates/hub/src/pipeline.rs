@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use common::metrics::{Counter, Gauge, Histogram, Registry as Metrics, names};
 use common::{Clock, Shutdown, UnixMs};
-use inference::rules::{Engine, Hit, ScoreBatch};
+use inference::rules::{Engine, Hit, Outcome, Reading};
 use ingest::topic::{self, Channel};
 use ingest::{Inbound, telemetry};
 use tokio::sync::mpsc;
@@ -216,6 +216,16 @@ fn go_offline(
     Some(offline_hit(reg, d, now, reason))
 }
 
+/// What the processor builds from one batch of messages.
+#[derive(Default)]
+struct Work {
+    /// The device of each reading evaluated; a hit's tag indexes it.
+    tagged: Vec<Arc<Device>>,
+    batch: Batch,
+    set: HitSet,
+    out: Outcome,
+}
+
 /// Runs until the inbound queue is closed and drained.
 pub async fn run_processor(
     mut rx: mpsc::Receiver<Inbound>,
@@ -225,8 +235,6 @@ pub async fn run_processor(
     batch_max: usize,
 ) {
     let mut msgs: Vec<Inbound> = Vec::with_capacity(batch_max);
-    let mut tagged: Vec<Arc<Device>> = Vec::with_capacity(batch_max);
-    let mut hits: Vec<Hit> = Vec::new();
     while let Some(first) = rx.recv().await {
         msgs.push(first);
         while msgs.len() < batch_max {
@@ -236,38 +244,27 @@ pub async fn run_processor(
             }
         }
         ctx.queue_depth.set(rx.len() as i64);
-        let mut batch = Batch::default();
-        let mut set = HitSet::default();
-        let mut scores = ScoreBatch::default();
+        let mut w = Work::default();
         for m in msgs.drain(..) {
-            process_one(
-                &ctx,
-                &mut engine,
-                m,
-                &mut tagged,
-                &mut batch,
-                &mut set,
-                &mut hits,
-                &mut scores,
-            );
+            process_one(&ctx, &mut engine, m, &mut w);
         }
+        let scores = std::mem::take(&mut w.out.scores);
         if !scores.is_empty() {
             ctx.model_scores.add(scores.len() as u64);
             // Model runs are CPU work: off the async workers.
             match tokio::task::spawn_blocking(move || scores.run()).await {
-                Ok(Ok(h)) => hits.extend(h),
+                Ok(Ok(h)) => w.out.hits.extend(h),
                 Ok(Err(e)) => {
                     error!(error = %e, "sensor model failed; windows of this batch not scored")
                 }
                 Err(e) => error!(error = %e, "sensor model task panicked"),
             }
         }
-        for h in hits.drain(..) {
-            set.add(rule_hit(&ctx.registry, engine.rules(), &tagged[h.tag], &h));
+        for h in w.out.hits.drain(..) {
+            w.set.add(rule_hit(&ctx.registry, engine.rules(), &w.tagged[h.tag], &h));
         }
-        tagged.clear();
-        batch.findings = set.hits;
-        if !batch.is_empty() && writer.send(batch).await.is_err() {
+        w.batch.findings = w.set.hits;
+        if !w.batch.is_empty() && writer.send(w.batch).await.is_err() {
             error!("writer stopped; processor exiting");
             return;
         }
@@ -302,17 +299,8 @@ fn rule_hit(reg: &Registry, rules: &inference::rules::RuleSet, d: &Device, h: &H
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn process_one(
-    ctx: &Ctx,
-    engine: &mut Engine,
-    m: Inbound,
-    tagged: &mut Vec<Arc<Device>>,
-    batch: &mut Batch,
-    set: &mut HitSet,
-    hits: &mut Vec<Hit>,
-    scores: &mut ScoreBatch,
-) {
+fn process_one(ctx: &Ctx, engine: &mut Engine, m: Inbound, w: &mut Work) {
+    let batch = &mut w.batch;
     let now = m.received_at;
     let r = &ctx.rejects;
     let t = match topic::parse(&m.topic) {
@@ -351,9 +339,15 @@ fn process_one(
                 received_at: now,
                 vals: serde_json::Value::Object(vals).to_string(),
             });
-            let tag = tagged.len();
-            engine.evaluate(tag, &device.id, &device.kind, tm.ts, &tm.values, hits, scores);
-            tagged.push(device);
+            let reading = Reading {
+                tag: w.tagged.len(),
+                device: &device.id,
+                kind: &device.kind,
+                ts: tm.ts,
+                values: &tm.values,
+            };
+            engine.evaluate(reading, &mut w.out);
+            w.tagged.push(device);
         }
         Some(Channel::Status) => {
             let p = String::from_utf8_lossy(&m.payload);
@@ -369,7 +363,7 @@ fn process_one(
                     let reason =
                         "the device reported offline or its connection dropped (last will)";
                     if let Some(h) = go_offline(&ctx.registry, &device, now, reason, batch) {
-                        set.add(h);
+                        w.set.add(h);
                     }
                 }
                 _ => r.reject(
@@ -456,7 +450,7 @@ pub async fn run_monitor(
         let now = ctx.clock.now_ms();
         let mut batch = Batch::default();
         let mut set = HitSet::default();
-        let flush_seen = n % 5 == 0;
+        let flush_seen = n.is_multiple_of(5);
         for d in ctx.registry.all() {
             let Some(kind) = ctx.registry.kinds.get(&d.kind) else { continue };
             let last_rx = d.last_rx.load(Ordering::Relaxed);

@@ -535,6 +535,8 @@ async fn upsert_finding(
          VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $9, $10, $11, $12, $13, $14, $15, $16) \
          ON CONFLICT (dedup_key) WHERE state <> 'cleared' DO UPDATE SET \
          count = findings.count + excluded.count, \
+         first_seen = CASE WHEN excluded.first_seen < findings.first_seen \
+             THEN excluded.first_seen ELSE findings.first_seen END, \
          last_seen = CASE WHEN excluded.last_seen > findings.last_seen \
              THEN excluded.last_seen ELSE findings.last_seen END, \
          last_value = excluded.last_value, details = excluded.details, \

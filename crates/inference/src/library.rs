@@ -309,7 +309,7 @@ mod tests {
             }
             std::fs::write(dir.join("coldchain-temp-ae.onnx"), bytes).unwrap();
         }
-        let lib = ModelLibrary::load(&[], &[root.clone()], &LoadOptions::default());
+        let lib = ModelLibrary::load(&[], std::slice::from_ref(&root), &LoadOptions::default());
         assert_eq!(lib.names().collect::<Vec<_>>(), vec!["copy"]);
         assert_eq!(lib.report.failed.len(), 1);
         let f = &lib.report.failed[0];

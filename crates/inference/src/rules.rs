@@ -224,6 +224,24 @@ impl ScoreBatch {
     }
 }
 
+/// One reading as the engine sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Reading<'a> {
+    /// The caller's tag, returned in hits.
+    pub tag: usize,
+    pub device: &'a str,
+    pub kind: &'a str,
+    pub ts: UnixMs,
+    pub values: &'a [(String, f64)],
+}
+
+/// What evaluations produced: immediate hits, and model windows to score in one batch.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub hits: Vec<Hit>,
+    pub scores: ScoreBatch,
+}
+
 /// Per-device rule state. Owned by one task; not shared.
 #[derive(Debug, Default)]
 pub struct Engine {
@@ -253,18 +271,10 @@ impl Engine {
         self.devices.remove(device);
     }
 
-    /// Evaluates one reading of `device` (of `kind`). Immediate hits go to `hits`; model
-    /// windows to `scores`.
-    pub fn evaluate(
-        &mut self,
-        tag: usize,
-        device: &str,
-        kind: &str,
-        ts: UnixMs,
-        values: &[(String, f64)],
-        hits: &mut Vec<Hit>,
-        scores: &mut ScoreBatch,
-    ) {
+    /// Evaluates one reading. Immediate hits go to `out.hits`; model windows to `out.scores`.
+    pub fn evaluate(&mut self, reading: Reading<'_>, out: &mut Outcome) {
+        let Reading { tag, device, kind, ts, values } = reading;
+        let (hits, scores) = (&mut out.hits, &mut out.scores);
         let indices = self.rules.for_kind(kind);
         if indices.is_empty() {
             return;
@@ -371,12 +381,13 @@ mod tests {
 
     /// Feeds (minute, value) readings; returns the minutes that hit.
     fn run(e: &mut Engine, readings: &[(i64, f64)]) -> Vec<i64> {
-        let mut hits = Vec::new();
-        let mut scores = ScoreBatch::default();
+        let mut out = Outcome::default();
         for (i, (min, v)) in readings.iter().enumerate() {
-            e.evaluate(i, "d", "k", min * 60_000, &[("m".into(), *v)], &mut hits, &mut scores);
+            let values = [("m".to_owned(), *v)];
+            let r = Reading { tag: i, device: "d", kind: "k", ts: min * 60_000, values: &values };
+            e.evaluate(r, &mut out);
         }
-        hits.iter().map(|h| h.ts / 60_000).collect()
+        out.hits.iter().map(|h| h.ts / 60_000).collect()
     }
 
     const COMMON: &str = "id = \"r\"\ndevice_kinds = [\"k\"]\nmetric = \"m\"\nseverity = \"minor\"\nitem_code = \"12345678901234\"\n";

@@ -6,6 +6,8 @@
 //! from a device's wrong site. The ThingsBoard alias `v1/devices/me/telemetry` is not available:
 //! only the gateway of embedded mode knows who published.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -46,6 +48,8 @@ pub struct ExternalBroker {
     cfg: ExternalConfig,
     client: AsyncClient,
     eventloop: EventLoop,
+    /// True while connected with every subscription acknowledged.
+    ready: Arc<AtomicBool>,
 }
 
 fn host_port(url: &str) -> Result<(String, u16), Error> {
@@ -68,7 +72,13 @@ impl ExternalBroker {
             opts.set_credentials(user, cfg.password.clone().unwrap_or_default());
         }
         let (client, eventloop) = AsyncClient::new(opts, 1024);
-        Ok(Self { cfg, client, eventloop })
+        Ok(Self { cfg, client, eventloop, ready: Arc::default() })
+    }
+
+    /// True while connected and subscribed; devices' messages published before that are not
+    /// seen (the subscription is not persistent).
+    pub fn ready_flag(&self) -> Arc<AtomicBool> {
+        self.ready.clone()
     }
 
     /// A handle to publish hub events with.
@@ -92,6 +102,7 @@ impl ExternalBroker {
         let filters = [topic::TELEMETRY_FILTER, topic::STATUS_FILTER]
             .map(|f| format!("$share/{}/{f}", self.cfg.shared_group));
         let mut backoff = Duration::from_millis(200);
+        let mut acked = 0;
         loop {
             let ev = tokio::select! {
                 biased;
@@ -104,10 +115,17 @@ impl ExternalBroker {
             match ev {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     info!(url = %self.cfg.url, "connected to the external MQTT broker");
+                    acked = 0;
                     backoff = Duration::from_millis(200);
                     for f in &filters {
                         // Queued in the client; sent by the event loop.
                         let _ = self.client.try_subscribe(f.as_str(), QoS::AtLeastOnce);
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    acked += 1;
+                    if acked == filters.len() {
+                        self.ready.store(true, Ordering::Relaxed);
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -123,6 +141,7 @@ impl ExternalBroker {
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    self.ready.store(false, Ordering::Relaxed);
                     let jitter = rand::thread_rng().gen_range(0..=backoff.as_millis() as u64 / 2);
                     let wait = backoff + Duration::from_millis(jitter);
                     warn!(url = %self.cfg.url, error = %e, retry_in = ?wait, "external MQTT broker connection failed");

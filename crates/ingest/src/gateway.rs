@@ -494,7 +494,7 @@ async fn serve(stream: TcpStream, ctx: &Ctx) -> Result<(), ConnError> {
                             c.acl_publish.inc();
                             // Log the first few per connection, then every 1000th.
                             denied_logged += 1;
-                            if denied_logged <= 3 || denied_logged % 1000 == 0 {
+                            if denied_logged <= 3 || denied_logged.is_multiple_of(1000) {
                                 warn!(device = %device, topic = %String::from_utf8_lossy(view.topic), count = denied_logged, "PUBLISH to a topic the device does not own dropped");
                             }
                         }

@@ -28,6 +28,8 @@ pub struct AppState {
     pub metrics: common::metrics::Registry,
     pub models: Arc<inference::LoadReport>,
     pub clock: Arc<dyn Clock>,
+    /// The MQTT source is connected and subscribed.
+    pub mqtt_ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -102,13 +104,17 @@ fn finding_json(f: &Finding) -> Value {
 }
 
 async fn healthz(State(s): State<AppState>) -> Response {
+    let mqtt =
+        if s.mqtt_ready.load(std::sync::atomic::Ordering::Relaxed) { "ok" } else { "connecting" };
     match s.store.ping().await {
-        Ok(()) => Json(json!({"status": "ok", "database": "ok"})).into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "degraded", "database": e.to_string()})),
-        )
-            .into_response(),
+        Ok(()) if mqtt == "ok" => {
+            Json(json!({"status": "ok", "database": "ok", "mqtt": mqtt})).into_response()
+        }
+        r => {
+            let database = r.err().map_or("ok".to_owned(), |e| e.to_string());
+            let body = json!({"status": "degraded", "database": database, "mqtt": mqtt});
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
     }
 }
 

@@ -1,0 +1,95 @@
+//! Finding deduplication and life cycle in the store, on SQLite and on PostgreSQL.
+
+use std::sync::Arc;
+
+use common::{FindingState, Severity};
+use hub::store::{Batch, FindingHit, Store};
+
+fn hit(key: &str, ts: i64) -> FindingHit {
+    FindingHit {
+        dedup_key: key.into(),
+        site_id: "s1".into(),
+        device_id: Some("d1".into()),
+        camera_id: None,
+        rule: "r".into(),
+        kind: "threshold".into(),
+        severity: Severity::Major,
+        item_code: Some("12345678901234".into()),
+        region: Some("610100".into()),
+        summary: "test".into(),
+        first_seen: ts,
+        last_seen: ts,
+        count: 1,
+        last_value: Some(ts as f64),
+        details: "{}".into(),
+    }
+}
+
+async fn dedup_under_concurrency_and_life_cycle(store: Store) -> anyhow::Result<()> {
+    let store = Arc::new(store);
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25 {
+                let batch = Batch {
+                    findings: vec![hit("s1|d1|r|threshold", t * 100 + i)],
+                    ..Default::default()
+                };
+                store.write_batch(&batch, 0).await?;
+            }
+            Ok::<_, hub::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let open =
+        store.findings(&hub::store::FindingFilter { limit: 100, ..Default::default() }).await?;
+    assert_eq!(open.len(), 1, "one finding for one key: {open:?}");
+    let f = &open[0];
+    assert_eq!(f.count, 200);
+    assert_eq!((f.first_seen, f.last_seen), (0, 724));
+
+    // active → acknowledged → cleared; other moves are refused.
+    let acked = store.transition(f.id, FindingState::Acknowledged, 1).await?;
+    assert_eq!(acked.state, "acknowledged");
+    let again = store.transition(f.id, FindingState::Acknowledged, 2).await.unwrap_err();
+    assert_eq!(again.kind(), common::ErrorKind::Conflict, "{again}");
+    // A repeat while acknowledged still folds into it.
+    let c = store
+        .write_batch(
+            &Batch { findings: vec![hit("s1|d1|r|threshold", 900)], ..Default::default() },
+            3,
+        )
+        .await?;
+    assert_eq!((c[0].id, c[0].opened, c[0].count), (f.id, false, 201));
+    store.transition(f.id, FindingState::Cleared, 4).await?;
+    // After clearing, the same condition opens a new finding.
+    let c = store
+        .write_batch(
+            &Batch { findings: vec![hit("s1|d1|r|threshold", 1000)], ..Default::default() },
+            5,
+        )
+        .await?;
+    assert!(c[0].opened && c[0].id != f.id && c[0].count == 1, "{c:?}");
+    let missing = store.transition(999_999, FindingState::Cleared, 6).await.unwrap_err();
+    assert_eq!(missing.kind(), common::ErrorKind::NotFound);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn findings_dedup_and_life_cycle_on_sqlite() -> anyhow::Result<()> {
+    let dir = tests::scratch_dir("store");
+    let store = Store::connect("sqlite://hub.db", &dir, 8).await?;
+    dedup_under_concurrency_and_life_cycle(store).await?;
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn findings_dedup_and_life_cycle_on_postgres() -> anyhow::Result<()> {
+    let url = tests::fresh_postgres_database().await?;
+    let store = Store::connect(&url, std::path::Path::new("."), 8).await?;
+    dedup_under_concurrency_and_life_cycle(store).await
+}
