@@ -55,6 +55,7 @@ pub struct Hub {
     pub registry: Arc<Registry>,
     pub metrics: Metrics,
     pub shutdown: Shutdown,
+    events: tokio::sync::broadcast::Sender<bytes::Bytes>,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
 }
 
@@ -133,7 +134,7 @@ impl Hub {
         let mut mqtt_ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let publisher: Arc<dyn EventPublisher> = match cfg.mqtt.mode {
             MqttMode::Embedded => {
-                let broker = Arc::new(EmbeddedBroker::start(cfg.mqtt.max_payload, &metrics)?);
+                let broker = Arc::new(EmbeddedBroker::start(cfg.mqtt.max_payload, &metrics).await?);
                 let gw = Gateway::bind(
                     GatewayConfig {
                         listen: cfg.mqtt.listen.clone(),
@@ -184,6 +185,7 @@ impl Hub {
         };
 
         let outputs = Outputs::new(&cfg.outputs, &cfg.data_dir, Some(publisher))?;
+        let events = outputs.sender();
         let ctx = Arc::new(pipeline::Ctx::new(
             registry.clone(),
             store.clone(),
@@ -246,7 +248,12 @@ impl Hub {
             }),
         ));
         info!(http = %http_addr, mqtt = ?mqtt_addr, "hub started");
-        Ok(Hub { http_addr, router, mqtt_addr, store, registry, metrics, shutdown, tasks })
+        Ok(Hub { http_addr, router, mqtt_addr, store, registry, metrics, shutdown, events, tasks })
+    }
+
+    /// Finding events as they are stored (JSON of `outputs::FindingEvent`).
+    pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<bytes::Bytes> {
+        self.events.subscribe()
     }
 
     /// The HTTP app itself.

@@ -53,10 +53,15 @@ enum Sink {
     Jsonl { min: Severity, file: Mutex<std::fs::File>, path: String },
 }
 
+/// Finding events kept for in-process subscribers (benchmarks, later the UI). A subscriber that
+/// falls further behind loses the oldest events (`broadcast` lag), never blocks the writer.
+pub const EVENT_BUFFER: usize = 4096;
+
 /// The configured outputs.
 pub struct Outputs {
     sinks: Vec<Sink>,
     publisher: Option<Arc<dyn EventPublisher>>,
+    events: tokio::sync::broadcast::Sender<Bytes>,
 }
 
 impl Outputs {
@@ -87,7 +92,13 @@ impl Outputs {
                 }
             }
         }
-        Ok(Self { sinks, publisher })
+        let (events, _) = tokio::sync::broadcast::channel(EVENT_BUFFER);
+        Ok(Self { sinks, publisher, events })
+    }
+
+    /// The sender of in-process finding events (the JSON of [`FindingEvent`]).
+    pub fn sender(&self) -> tokio::sync::broadcast::Sender<Bytes> {
+        self.events.clone()
     }
 
     /// Announces a stored finding change.
@@ -96,9 +107,12 @@ impl Outputs {
             Ok(j) => j,
             Err(_) => return,
         };
+        let bytes = Bytes::from(json);
         if let Some(p) = &self.publisher {
-            p.publish(ingest::topic::FINDING_EVENTS, Bytes::from(json.clone()));
+            p.publish(ingest::topic::FINDING_EVENTS, bytes.clone());
         }
+        // No receiver is not an error.
+        let _ = self.events.send(bytes.clone());
         if e.change != "opened" {
             return;
         }
@@ -112,7 +126,7 @@ impl Outputs {
                 }
                 Sink::Jsonl { min, file, path } if e.severity >= *min => {
                     let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
-                    let mut line = json.clone();
+                    let mut line = bytes.to_vec();
                     line.push(b'\n');
                     if let Err(err) = f.write_all(&line) {
                         warn!(path = %path, error = %err, "jsonl output write failed");

@@ -381,7 +381,12 @@ fn process_one(ctx: &Ctx, engine: &mut Engine, m: Inbound, w: &mut Work) {
 
 /// Stores batches until every sender is gone.
 pub async fn run_writer(mut rx: mpsc::Receiver<Batch>, ctx: Arc<Ctx>, shutdown: Shutdown) {
-    while let Some(batch) = rx.recv().await {
+    while let Some(mut batch) = rx.recv().await {
+        // Under load batches queue up while one is written: fold them into one transaction,
+        // so the per-transaction cost is paid once and the queue drains instead of growing.
+        while let Ok(more) = rx.try_recv() {
+            merge(&mut batch, more);
+        }
         let started = Instant::now();
         let mut backoff = Duration::from_millis(100);
         let changes = loop {
@@ -421,6 +426,18 @@ pub async fn run_writer(mut rx: mpsc::Receiver<Batch>, ctx: Arc<Ctx>, shutdown: 
             });
         }
     }
+}
+
+/// Appends `more` to `batch`, folding findings of the same key.
+fn merge(batch: &mut Batch, more: Batch) {
+    batch.readings.extend(more.readings);
+    batch.status.extend(more.status);
+    batch.seen.extend(more.seen);
+    let mut set = HitSet::default();
+    for f in std::mem::take(&mut batch.findings).into_iter().chain(more.findings) {
+        set.add(f);
+    }
+    batch.findings = set.hits;
 }
 
 /// Settings of the monitor.

@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -29,8 +30,8 @@ use rumqttc::mqttbytes::v4::{ConnAck, ConnectReturnCode, Login, Packet};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::{DeviceDirectory, Error, topic};
@@ -39,8 +40,6 @@ use crate::{DeviceDirectory, Error, topic};
 const HARD_FRAME_LIMIT: usize = 1 << 20;
 /// A client must send CONNECT within this long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Frames queued towards one client; the broker-side reader waits when it is full.
-const CLIENT_QUEUE: usize = 64;
 
 /// Where the gateway listens and where it relays to.
 #[derive(Debug, Clone)]
@@ -220,15 +219,6 @@ async fn next_frame(
         if rd.read_buf(buf).await? == 0 {
             return if buf.is_empty() { Ok(None) } else { Err(ConnError::Malformed("truncated")) };
         }
-    }
-}
-
-/// Splits every complete frame already buffered.
-fn buffered_frame(buf: &mut BytesMut) -> Result<Option<Bytes>, ConnError> {
-    match frame_header(buf)? {
-        Some((hl, rl)) if hl + rl > HARD_FRAME_LIMIT => Err(ConnError::TooLarge(hl + rl)),
-        Some((hl, rl)) if buf.len() >= hl + rl => Ok(Some(buf.split_to(hl + rl).freeze())),
-        _ => Ok(None),
     }
 }
 
@@ -446,50 +436,57 @@ async fn serve(stream: TcpStream, ctx: &Ctx) -> Result<(), ConnError> {
     out.clear();
     debug!(device = %device, "device connected");
 
-    // Broker → client frames and the gateway's own acks share one writer.
-    let (to_client, mut client_rx) = mpsc::channel::<Bytes>(CLIENT_QUEUE);
-    let writer = async move {
-        while let Some(frame) = client_rx.recv().await {
-            cwr.write_all(&frame).await?;
-        }
-        let _ = cwr.shutdown().await;
-        Ok::<_, std::io::Error>(())
-    };
-    let relay_tx = to_client.clone();
+    // Broker → client bytes and the gateway's own acks share the client socket; each writer
+    // holds the lock for whole frames only.
+    let client_w = Arc::new(tokio::sync::Mutex::new(cwr));
+    let relay_w = client_w.clone();
     let from_broker = async move {
-        let mut buf = BytesMut::with_capacity(4096);
-        while let Some(frame) = next_frame(&mut brd, &mut buf).await? {
-            if relay_tx.send(frame).await.is_err() {
-                break;
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        loop {
+            if brd.read_buf(&mut buf).await? == 0 {
+                return Ok::<_, ConnError>(());
+            }
+            let n = complete_frames(&buf)?;
+            if n > 0 {
+                let chunk = buf.split_to(n);
+                relay_w.lock().await.write_all(&chunk).await?;
             }
         }
-        Ok::<_, ConnError>(())
     };
     let mut denied_logged = 0u32;
     let from_client = async move {
         loop {
-            // Read at least one frame, then relay every complete frame buffered, in one write.
-            let Some(frame) = next_frame(&mut crd, &mut cbuf).await? else { break };
-            let mut next = Some(frame);
-            while let Some(frame) = next.take() {
-                let (hl, _) = frame_header(&frame)?.ok_or(ConnError::Malformed("header"))?;
-                match frame[0] >> 4 {
+            if crd.read_buf(&mut cbuf).await? == 0 {
+                break;
+            }
+            // Walk the complete frames in place. Runs of frames relayed unchanged are written
+            // straight from the read buffer; only dropped or rewritten frames break a run.
+            let mut run_start = 0;
+            let mut at = 0;
+            while let Some((hl, rl)) = frame_header(&cbuf[at..])? {
+                let len = hl + rl;
+                if len > HARD_FRAME_LIMIT {
+                    return Err(ConnError::TooLarge(len));
+                }
+                if at + len > cbuf.len() {
+                    cbuf.reserve(at + len - cbuf.len());
+                    break;
+                }
+                let frame = &cbuf[at..at + len];
+                let verdict = match frame[0] >> 4 {
                     3 => {
-                        let view = view_publish(&frame, hl)?;
+                        let view = view_publish(frame, hl)?;
                         let payload_len = frame.len() - view.payload_start;
-                        let own = view.topic.starts_with(prefix.as_bytes());
-                        let alias = view.topic == topic::TB_TELEMETRY.as_bytes();
                         if payload_len > ctx.cfg.max_payload {
                             c.oversized.inc();
                             warn!(device = %device, bytes = payload_len, limit = ctx.cfg.max_payload, "oversized PUBLISH dropped");
-                        } else if own {
-                            out.extend_from_slice(&frame);
-                            next = buffered_frame(&mut cbuf)?;
-                            continue;
-                        } else if alias {
-                            rewrite_publish(&frame, &view, &own_telemetry, &mut out);
-                            next = buffered_frame(&mut cbuf)?;
-                            continue;
+                            Verdict::Drop(view.qos, ack_for(view.qos, view.pkid))
+                        } else if view.topic.starts_with(prefix.as_bytes()) {
+                            Verdict::Relay
+                        } else if view.topic == topic::TB_TELEMETRY.as_bytes() {
+                            let mut out = BytesMut::with_capacity(frame.len() + prefix.len());
+                            rewrite_publish(frame, &view, &own_telemetry, &mut out);
+                            Verdict::Replace(out.freeze())
                         } else {
                             c.acl_publish.inc();
                             // Log the first few per connection, then every 1000th.
@@ -497,20 +494,13 @@ async fn serve(stream: TcpStream, ctx: &Ctx) -> Result<(), ConnError> {
                             if denied_logged <= 3 || denied_logged.is_multiple_of(1000) {
                                 warn!(device = %device, topic = %String::from_utf8_lossy(view.topic), count = denied_logged, "PUBLISH to a topic the device does not own dropped");
                             }
-                        }
-                        if view.qos == 2 {
-                            return Err(ConnError::Refused("QoS 2 PUBLISH refused"));
-                        }
-                        if let Some(ack) = ack_for(view.qos, view.pkid)
-                            && to_client.send(ack).await.is_err()
-                        {
-                            break;
+                            Verdict::Drop(view.qos, ack_for(view.qos, view.pkid))
                         }
                     }
                     8 => {
-                        let (pkid, filters) = subscribe_filters(&frame, hl)?;
+                        let (pkid, filters) = subscribe_filters(frame, hl)?;
                         if filters.iter().all(|f| f.starts_with(prefix.as_bytes())) {
-                            out.extend_from_slice(&frame);
+                            Verdict::Relay
                         } else {
                             c.acl_subscribe.inc();
                             warn!(device = %device, "SUBSCRIBE to topics the device does not own refused");
@@ -519,22 +509,37 @@ async fn serve(stream: TcpStream, ctx: &Ctx) -> Result<(), ConnError> {
                             write_remaining_length(&mut ack, 2 + filters.len());
                             ack.put_u16(pkid);
                             ack.put_bytes(0x80, filters.len());
-                            if to_client.send(ack.freeze()).await.is_err() {
-                                break;
-                            }
+                            Verdict::Drop(0, Some(ack.freeze()))
                         }
                     }
                     1 => return Err(ConnError::Malformed("second CONNECT")),
-                    _ => out.extend_from_slice(&frame),
+                    _ => Verdict::Relay,
+                };
+                if !matches!(verdict, Verdict::Relay) {
+                    if at > run_start {
+                        bwr.write_all(&cbuf[run_start..at]).await?;
+                    }
+                    run_start = at + len;
+                    match verdict {
+                        Verdict::Replace(bytes) => bwr.write_all(&bytes).await?,
+                        Verdict::Drop(2, _) => {
+                            return Err(ConnError::Refused("QoS 2 PUBLISH refused"));
+                        }
+                        Verdict::Drop(_, Some(ack)) => {
+                            client_w.lock().await.write_all(&ack).await?
+                        }
+                        Verdict::Drop(_, None) | Verdict::Relay => {}
+                    }
                 }
-                next = buffered_frame(&mut cbuf)?;
+                at += len;
             }
-            if !out.is_empty() {
-                bwr.write_all(&out).await?;
-                out.clear();
+            if at > run_start {
+                bwr.write_all(&cbuf[run_start..at]).await?;
             }
+            cbuf.advance(at);
         }
         let _ = bwr.shutdown().await;
+        let _ = client_w.lock().await.shutdown().await;
         Ok::<_, ConnError>(())
     };
     // Whichever side ends first ends the connection. Dropping the broker socket without
@@ -542,8 +547,29 @@ async fn serve(stream: TcpStream, ctx: &Ctx) -> Result<(), ConnError> {
     tokio::select! {
         r = from_client => r,
         r = from_broker => r,
-        r = writer => r.map_err(ConnError::from),
     }
+}
+
+/// What the gateway does with one frame from a device.
+enum Verdict {
+    /// Pass it on unchanged.
+    Relay,
+    /// Pass this instead.
+    Replace(Bytes),
+    /// Drop it (QoS of a PUBLISH, 0 otherwise), answering the device with the ack if any.
+    Drop(u8, Option<Bytes>),
+}
+
+/// Length of the longest prefix of `buf` made of complete frames.
+fn complete_frames(buf: &[u8]) -> Result<usize, ConnError> {
+    let mut at = 0;
+    while let Some((hl, rl)) = frame_header(&buf[at..])? {
+        if at + hl + rl > buf.len() {
+            break;
+        }
+        at += hl + rl;
+    }
+    Ok(at)
 }
 
 #[cfg(test)]

@@ -47,9 +47,14 @@ enum Cmd {
     Bench(bench::BenchCmd),
 }
 
+/// The log filter unless `HUB_LOG` says otherwise. rumqttd's router opens an ERROR-level span
+/// for every message it routes (formatting the topic each time), so its routing module is off
+/// by default; the gateway logs what operators need about connections.
+pub const DEFAULT_LOG_FILTER: &str = "info,rumqttd=warn,rumqttd::router::routing=off,sqlx=warn";
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env(config::env::LOG)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn,sqlx=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
 }
 
