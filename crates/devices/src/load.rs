@@ -59,11 +59,16 @@ pub async fn run(opts: LoadOptions) -> anyhow::Result<LoadReport> {
         mo.set_keep_alive(Duration::from_secs(60));
         mo.set_inflight(100);
         let (client, mut el) = AsyncClient::new(mo, 1024);
+        // A broker that was just started may still be binding its port.
+        let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             match el.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => break,
                 Ok(_) => {}
-                Err(e) => anyhow::bail!("{}: cannot connect: {e}", c.client_id),
+                Err(e) if Instant::now() > deadline => {
+                    anyhow::bail!("{}: cannot connect: {e}", c.client_id)
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
         conns.push((c.topic.clone(), client, el));

@@ -491,6 +491,9 @@ pub async fn run_monitor(
         if !batch.is_empty() && writer.send(batch).await.is_err() {
             break;
         }
+        if let Err(e) = ctx.store.checkpoint().await {
+            warn!(error = %e, "checkpoint failed; will retry");
+        }
         // Hourly, and once shortly after start.
         if n % 3600 == 10 {
             let cutoff = now - cfg.retention.as_millis() as i64;

@@ -38,27 +38,27 @@ fn free_loopback_port() -> Result<SocketAddr, Error> {
     l.local_addr().map_err(|e| Error::Broker(e.to_string()))
 }
 
-/// Logs in to the broker and out again; true when it accepted.
-async fn probe(addr: SocketAddr, username: &str, password: &str) -> bool {
-    use rumqttc::mqttbytes::v4::{Connect, Login, Packet};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else { return false };
-    let mut connect = Connect::new("hub-probe");
-    connect.login = Some(Login::new(username, password));
-    let mut buf = bytes::BytesMut::new();
-    if Packet::Connect(connect).write(&mut buf, 1024).is_err() || s.write_all(&buf).await.is_err() {
-        return false;
+/// Connects to the embedded broker's loopback listener, retrying while it is still being bound
+/// (rumqttd binds on its own thread and cannot report when it is done).
+pub async fn connect_internal(addr: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match tokio::net::TcpStream::connect(addr).await {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ConnectionRefused
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            r => return r,
+        }
     }
-    let mut ack = [0u8; 4];
-    let ok = s.read_exact(&mut ack).await.is_ok() && ack[0] == 0x20 && ack[3] == 0;
-    // DISCONNECT, so the broker closes the session quietly.
-    let _ = s.write_all(&[0xe0, 0x00]).await;
-    ok
 }
 
 impl EmbeddedBroker {
-    /// Starts rumqttd on its own thread (its `start()` blocks) and returns once its listener
-    /// accepts connections.
+    /// Starts rumqttd on its own thread (its `start()` blocks). Its listener is bound shortly
+    /// after; connecting code retries refused connections for a few seconds
+    /// ([`connect_internal`]).
     pub async fn start(max_payload: usize, metrics: &Registry) -> Result<Self, Error> {
         let addr = free_loopback_port()?;
         let username = "hub-gateway".to_owned();
@@ -113,15 +113,6 @@ impl EmbeddedBroker {
                 }
             })
             .map_err(|e| Error::Broker(e.to_string()))?;
-        // rumqttd binds on its own thread and cannot tell us when: wait until it answers a
-        // CONNECT with our credentials.
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !probe(addr, &username, &password).await {
-            if tokio::time::Instant::now() > deadline {
-                return Err(Error::Broker(format!("rumqttd did not start listening on {addr}")));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
         info!(%addr, "embedded MQTT broker started (loopback, gateway only)");
         Ok(Self {
             internal_addr: addr,

@@ -415,7 +415,7 @@ async fn serve(stream: TcpStream, ctx: &Ctx) -> Result<(), ConnError> {
     }
     let own_telemetry = format!("{prefix}telemetry");
 
-    let broker = match TcpStream::connect(ctx.cfg.broker).await {
+    let broker = match crate::broker::connect_internal(ctx.cfg.broker).await {
         Ok(b) => b,
         Err(e) => {
             warn!(error = %e, "embedded broker unreachable");
@@ -427,6 +427,10 @@ async fn serve(stream: TcpStream, ctx: &Ctx) -> Result<(), ConnError> {
     let (mut brd, mut bwr) = broker.into_split();
     // The broker sees the device id as client id: a device cannot take over another's session.
     connect.client_id = device.clone();
+    // rumqttd refuses keep-alive 0 ("never time out"); the longest interval is the nearest.
+    if connect.keep_alive == 0 {
+        connect.keep_alive = u16::MAX;
+    }
     connect.login = Some(Login::new(&ctx.cfg.internal_username, &ctx.cfg.internal_password));
     let mut out = BytesMut::with_capacity(4096);
     Packet::Connect(connect)
