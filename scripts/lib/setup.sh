@@ -181,7 +181,7 @@ setup_models() {
     HUB_MODEL_MIRROR=$(realpath "$mirror")
     export HUB_MODEL_MIRROR
   else
-    hub_log "note: shared models not found at $mirror; vision tests that need them are skipped (sensor path works without them)"
+    hub_log "note: shared models not found at $mirror; tests that need them fail and say how to get them; the sensor path needs none"
   fi
 }
 

@@ -37,10 +37,8 @@ pub struct LoadReport {
 }
 
 fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    use common::Clock;
+    common::SystemClock.now_ms()
 }
 
 /// Publishes the load; returns when every message was acknowledged.

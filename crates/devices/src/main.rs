@@ -51,9 +51,7 @@ async fn main() -> anyhow::Result<()> {
                 format!("{} is not a demo credentials file", credentials.display())
             })?;
             let scenario = Scenario::demo();
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_millis() as i64;
+            let now = common::Clock::now_ms(&common::SystemClock);
             let start = now - scenario.length_ms;
             let opts = SiteOptions {
                 mqtt: mqtt.unwrap_or(creds.mqtt.clone()),

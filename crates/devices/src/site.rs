@@ -54,10 +54,8 @@ fn split_addr(addr: &str) -> (String, u16) {
 }
 
 fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    use common::Clock;
+    common::SystemClock.now_ms()
 }
 
 /// Runs every simulated device of the scenario that has a credential. Returns when all devices

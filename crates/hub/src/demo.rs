@@ -149,10 +149,7 @@ pub async fn run(opts: DemoOptions, shutdown: Shutdown) -> Result<(), Error> {
     println!("  Try:            {}", creds.example);
     println!("Stop with Ctrl-C.");
     println!();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now = common::Clock::now_ms(&common::SystemClock);
     let site_opts = SiteOptions {
         mqtt: mqtt.to_string(),
         credentials: creds.devices,

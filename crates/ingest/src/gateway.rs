@@ -613,6 +613,30 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_frames_never_panic_the_parsers() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for _ in 0..50_000 {
+            let len = rng.gen_range(0..40);
+            let mut buf: Vec<u8> = (0..len).map(|_| rng.r#gen()).collect();
+            if let Some(b) = buf.first_mut() {
+                // Mostly PUBLISH and SUBSCRIBE headers, the types the gateway looks into.
+                *b = if rng.gen_bool(0.5) { 0x30 | (*b & 0x0f) } else { 0x82 };
+            }
+            let _ = complete_frames(&buf);
+            if let Ok(Some((hl, rl))) = frame_header(&buf)
+                && hl + rl <= buf.len()
+            {
+                let frame = &buf[..hl + rl];
+                if let Ok(v) = view_publish(frame, hl) {
+                    assert!(v.payload_start <= frame.len());
+                }
+                let _ = subscribe_filters(frame, hl);
+            }
+        }
+    }
+
+    #[test]
     fn subscribe_filters_are_listed() {
         let mut frame = BytesMut::new();
         let f1 = b"sites/s/devices/d/#";

@@ -75,6 +75,20 @@ async fn dedup_under_concurrency_and_life_cycle(store: Store) -> anyhow::Result<
     assert!(c[0].opened && c[0].id != f.id && c[0].count == 1, "{c:?}");
     let missing = store.transition(999_999, FindingState::Cleared, 6).await.unwrap_err();
     assert_eq!(missing.kind(), common::ErrorKind::NotFound);
+
+    // Retention deletes readings by arrival time, and nothing else.
+    let readings = (0..10)
+        .map(|i| hub::store::ReadingRow {
+            device_id: "d1".into(),
+            ts: i,
+            received_at: i * 1000,
+            vals: "{\"t\":1}".into(),
+        })
+        .collect();
+    store.write_batch(&Batch { readings, ..Default::default() }, 7).await?;
+    assert_eq!(store.delete_readings_before(4000).await?, 4);
+    assert_eq!(store.count_readings().await?, 6);
+    assert_eq!(store.readings("d1", None, None, 100).await?.last().map(|r| r.ts), Some(4));
     Ok(())
 }
 
