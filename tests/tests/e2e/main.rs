@@ -8,3 +8,4 @@ mod layering;
 mod logs;
 mod offline;
 mod scenario;
+mod shared_group;
