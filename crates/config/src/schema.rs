@@ -149,8 +149,10 @@ impl Default for Pipeline {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Models {
-    /// Directories searched for `*/manifest.toml` model folders, in order; relative paths are
-    /// taken from the working directory. The project's `models/` directory is always searched.
+    /// Directories searched, in order, for model folders (a `manifest.toml`, one or two levels
+    /// down) and for model files a manifest names but does not hold (e.g. a mirror of published
+    /// models such as `../shared/data/models`). Relative paths are taken from the working
+    /// directory. The project's own sensor models are built into the binary.
     pub search_path: Vec<PathBuf>,
 }
 

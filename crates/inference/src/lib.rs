@@ -1,17 +1,20 @@
 //! Models and rules: the risk model library (风险模型库), ONNX Runtime sessions, the sensor
-//! anomaly model's features, and the rule engine that turns readings into hits.
+//! anomaly model's features, the rule engine that turns readings into hits, and vision
+//! detectors (`vision`) that turn decoded RGB frames into labelled boxes.
 //!
-//! This crate knows nothing of RTSP, MQTT, HTTP or storage. It is given readings (and, later,
-//! frames) and returns hits; what a hit becomes is the hub's business.
+//! This crate knows nothing of RTSP, MQTT, HTTP, video codecs or storage. It is given readings
+//! and decoded frames and returns hits and detections; what they become is the hub's business.
 
 pub mod library;
 pub mod manifest;
 pub mod rules;
 pub mod runtime;
 pub mod sensor;
+pub mod vision;
 
 pub use library::{LoadReport, ModelLibrary};
 pub use manifest::Manifest;
+pub use vision::{Detection, Detector};
 
 use std::path::PathBuf;
 
@@ -38,12 +41,17 @@ pub enum Error {
     Session { model: String, message: String },
     #[error("model {model:?} is not in the library")]
     NotFound { model: String },
+    #[error("model {model:?}: frame {width}x{height}: {message}")]
+    Frame { model: String, width: u32, height: u32, message: vision::FrameError },
+    #[error("model {model:?}: output {output:?}: {message}")]
+    Output { model: String, output: String, message: String },
 }
 
 impl Error {
     pub fn kind(&self) -> common::ErrorKind {
         match self {
             Error::NotFound { .. } => common::ErrorKind::NotFound,
+            Error::Frame { .. } => common::ErrorKind::InvalidArgument,
             Error::RuntimeMissing { .. } | Error::RuntimeLoad { .. } => {
                 common::ErrorKind::Unavailable
             }
