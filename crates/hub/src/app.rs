@@ -144,6 +144,7 @@ impl Hub {
                         max_payload: cfg.mqtt.max_payload,
                     },
                     registry.clone(),
+                    Some(in_tx.clone()),
                     &metrics,
                 )
                 .await?;

@@ -12,6 +12,11 @@
 //!   QoS 1 with a PUBACK as MQTT 3.1.1 brokers do; a denied QoS 2 publish closes the connection;
 //! - drop a PUBLISH whose payload exceeds `max_payload` the same way;
 //! - rewrite `v1/devices/me/telemetry` to the device's own telemetry topic;
+//! - hand the device's own QoS 0/1 telemetry straight to the hub's pipeline queue and
+//!   acknowledge it there (the hub is the only consumer of telemetry; skipping the broker saves a
+//!   TCP hop and the broker's routing per message). QoS 2 telemetry still goes through rumqttd.
+//!   The gateway's PUBACKs and rumqttd's (for the device's other topics) may interleave out of
+//!   order; clients match acks by packet id;
 //! - answer a SUBSCRIBE to foreign topics with failure return codes.
 //!
 //! Everything else (acks, pings, keep-alive, sessions, wills) is relayed byte for byte and left
@@ -32,9 +37,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::{DeviceDirectory, Error, topic};
+use crate::{DeviceDirectory, Error, Inbound, topic};
 
 /// Frames larger than this close the connection instead of being buffered and dropped.
 const HARD_FRAME_LIMIT: usize = 1 << 20;
@@ -99,6 +105,8 @@ impl Counters {
 
 struct Ctx {
     cfg: GatewayConfig,
+    /// Where the device's own QoS 0/1 telemetry goes, bypassing the broker.
+    direct: Option<mpsc::Sender<Inbound>>,
     directory: Arc<dyn DeviceDirectory>,
     counters: Counters,
     /// device id → digest of (secret hash, secret) last verified, so reconnects skip argon2.
@@ -112,15 +120,20 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// Binds the listener. With `direct`, a device's QoS 0/1 telemetry is handed to that queue
+    /// (and acknowledged by the gateway once queued) instead of being routed through the broker;
+    /// when the queue is full the device's connection waits.
     pub async fn bind(
         cfg: GatewayConfig,
         directory: Arc<dyn DeviceDirectory>,
+        direct: Option<mpsc::Sender<Inbound>>,
         metrics: &Registry,
     ) -> Result<Self, Error> {
         let listener = TcpListener::bind(&cfg.listen)
             .await
             .map_err(|source| Error::Listen { addr: cfg.listen.clone(), source })?;
         let ctx = Ctx {
+            direct,
             counters: Counters::new(metrics),
             cfg,
             directory,
@@ -458,6 +471,9 @@ async fn serve(stream: TcpStream, ctx: &Ctx) -> Result<(), ConnError> {
         }
     };
     let mut denied_logged = 0u32;
+    let direct = ctx.direct.clone();
+    let own_telemetry_bytes = Bytes::from(own_telemetry.clone());
+    let mut acks = BytesMut::new();
     let from_client = async move {
         loop {
             if crd.read_buf(&mut cbuf).await? == 0 {
@@ -485,6 +501,17 @@ async fn serve(stream: TcpStream, ctx: &Ctx) -> Result<(), ConnError> {
                             c.oversized.inc();
                             warn!(device = %device, bytes = payload_len, limit = ctx.cfg.max_payload, "oversized PUBLISH dropped");
                             Verdict::Drop(view.qos, ack_for(view.qos, view.pkid))
+                        } else if direct.is_some()
+                            && view.qos < 2
+                            && (view.topic == own_telemetry.as_bytes()
+                                || view.topic == topic::TB_TELEMETRY.as_bytes())
+                        {
+                            // The hub's own telemetry goes straight to the pipeline: no second
+                            // TCP hop, no broker routing. QoS 2 keeps the broker's handshake.
+                            Verdict::Deliver {
+                                payload: Bytes::copy_from_slice(&frame[view.payload_start..]),
+                                ack: ack_for(view.qos, view.pkid),
+                            }
                         } else if view.topic.starts_with(prefix.as_bytes()) {
                             Verdict::Relay
                         } else if view.topic == topic::TB_TELEMETRY.as_bytes() {
@@ -529,10 +556,24 @@ async fn serve(stream: TcpStream, ctx: &Ctx) -> Result<(), ConnError> {
                         Verdict::Drop(2, _) => {
                             return Err(ConnError::Refused("QoS 2 PUBLISH refused"));
                         }
-                        Verdict::Drop(_, Some(ack)) => {
-                            client_w.lock().await.write_all(&ack).await?
+                        Verdict::Drop(_, ack) => {
+                            acks.extend_from_slice(ack.as_deref().unwrap_or(&[]))
                         }
-                        Verdict::Drop(_, None) | Verdict::Relay => {}
+                        Verdict::Deliver { payload, ack } => {
+                            let msg = Inbound {
+                                topic: own_telemetry_bytes.clone(),
+                                payload,
+                                received_at: crate::now_ms(),
+                            };
+                            // A full pipeline queue holds this device back (TCP backpressure).
+                            if let Some(tx) = &direct
+                                && tx.send(msg).await.is_err()
+                            {
+                                return Err(ConnError::Refused("the hub is shutting down"));
+                            }
+                            acks.extend_from_slice(ack.as_deref().unwrap_or(&[]));
+                        }
+                        Verdict::Relay => {}
                     }
                 }
                 at += len;
@@ -541,6 +582,11 @@ async fn serve(stream: TcpStream, ctx: &Ctx) -> Result<(), ConnError> {
                 bwr.write_all(&cbuf[run_start..at]).await?;
             }
             cbuf.advance(at);
+            // The gateway's own acknowledgements of this read, in one write.
+            if !acks.is_empty() {
+                client_w.lock().await.write_all(&acks).await?;
+                acks.clear();
+            }
         }
         let _ = bwr.shutdown().await;
         let _ = client_w.lock().await.shutdown().await;
@@ -562,6 +608,8 @@ enum Verdict {
     Replace(Bytes),
     /// Drop it (QoS of a PUBLISH, 0 otherwise), answering the device with the ack if any.
     Drop(u8, Option<Bytes>),
+    /// Hand the device's telemetry to the hub directly, then acknowledge it.
+    Deliver { payload: Bytes, ack: Option<Bytes> },
 }
 
 /// Length of the longest prefix of `buf` made of complete frames.
