@@ -46,3 +46,62 @@ fn the_printed_default_config_checks_clean() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn models_pull_takes_verified_files_from_a_local_directory() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mirror = root.join("../shared/data/models");
+    assert!(
+        mirror.is_dir(),
+        "{} is missing: the shared test data lives beside the project (see DEVELOPERS.md)",
+        mirror.display()
+    );
+    let dir = std::env::temp_dir().join(format!("hub-cli-pull-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for name in ["fastestdet", "yunet"] {
+        let d = dir.join("vision").join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let manifest = root.join("models/vision").join(name).join("manifest.toml");
+        std::fs::copy(manifest, d.join("manifest.toml")).unwrap();
+    }
+    // A corrupt copy of one file in a second mirror: refused by sha256, named, nothing placed.
+    let bad = dir.join("bad-mirror");
+    std::fs::create_dir_all(&bad).unwrap();
+    let mut bytes = std::fs::read(mirror.join("fastestdet_coco80_352.onnx")).unwrap();
+    bytes[1000] ^= 0xff;
+    std::fs::write(bad.join("fastestdet_coco80_352.onnx"), bytes).unwrap();
+    let models = dir.join("vision");
+    let out = hub(&[
+        "models",
+        "pull",
+        "--models",
+        models.to_str().unwrap(),
+        "--from",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("fastestdet: FAILED") && err.contains("sha256"), "{err}");
+    assert!(!models.join("fastestdet/fastestdet_coco80_352.onnx").exists());
+
+    let out = hub(&[
+        "models",
+        "pull",
+        "--models",
+        models.to_str().unwrap(),
+        "--from",
+        mirror.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("fastestdet: fetched") && text.contains("yunet: fetched"), "{text}");
+    assert!(models.join("fastestdet/fastestdet_coco80_352.onnx").is_file());
+    let out = hub(&["models", "pull", "--models", models.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "nothing left to fetch: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("yunet: present"));
+    let _ = std::fs::remove_dir_all(dir);
+}

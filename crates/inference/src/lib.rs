@@ -7,6 +7,7 @@
 
 pub mod library;
 pub mod manifest;
+pub mod pull;
 pub mod rules;
 pub mod runtime;
 pub mod sensor;

@@ -146,7 +146,7 @@ const SEARCH_DEPTH: usize = 2;
 /// Folders under the search path that hold a `manifest.toml`, in search order (a search-path
 /// directory's own manifest, else its subfolders by name, depth first). A model folder is not
 /// searched further.
-fn manifest_dirs(search_path: &[PathBuf]) -> Vec<PathBuf> {
+pub(crate) fn manifest_dirs(search_path: &[PathBuf]) -> Vec<PathBuf> {
     fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
         if dir.join("manifest.toml").is_file() {
             out.push(dir.to_path_buf());

@@ -3,6 +3,7 @@
 mod bench;
 mod config_cmd;
 mod device;
+mod models;
 mod run;
 
 use std::path::PathBuf;
@@ -42,6 +43,9 @@ enum Cmd {
     /// Device credentials.
     #[command(subcommand)]
     Device(device::DeviceCmd),
+    /// The model library's files.
+    #[command(subcommand)]
+    Models(models::ModelsCmd),
     /// Benchmarks (not tests): print figures and ratios against a baseline run alongside.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -63,6 +67,7 @@ pub fn main() -> ExitCode {
     match cli.cmd {
         Cmd::Config(c) => config_cmd::run(c),
         Cmd::Device(d) => device::run(d),
+        Cmd::Models(m) => models::run(m),
         Cmd::Run { config } => {
             init_logging();
             run::run(&config)
