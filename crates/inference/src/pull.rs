@@ -31,9 +31,17 @@ pub enum Outcome {
     Failed(String),
 }
 
+/// The manifests found by [`scan`].
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// (model name, file) of manifests whose file is beside them.
+    pub present: Vec<(String, PathBuf)>,
+    pub pending: Vec<Pending>,
+}
+
 /// Manifests under `roots` (one or two folder levels down), each with its file present or
 /// pending.
-pub fn scan(roots: &[PathBuf]) -> Result<(Vec<(String, PathBuf)>, Vec<Pending>), String> {
+pub fn scan(roots: &[PathBuf]) -> Result<Scan, String> {
     let mut present = Vec::new();
     let mut pending = Vec::new();
     for dir in manifest_dirs(roots) {
@@ -49,7 +57,7 @@ pub fn scan(roots: &[PathBuf]) -> Result<(Vec<(String, PathBuf)>, Vec<Pending>),
             pending.push(Pending { manifest, dest });
         }
     }
-    Ok((present, pending))
+    Ok(Scan { present, pending })
 }
 
 /// Verifies `bytes` against the manifest's sha256 and writes them to `p.dest` (through a
@@ -100,7 +108,7 @@ mod tests {
         corrupt[10] ^= 1;
         std::fs::write(mirror.join(file), &corrupt).unwrap();
 
-        let (present, pending) = scan(&[root.join("models")]).unwrap();
+        let Scan { present, pending } = scan(&[root.join("models")]).unwrap();
         assert!(present.is_empty());
         assert_eq!(pending.len(), 1);
         let failed = from_dir(&pending[0], &mirror);
@@ -109,8 +117,8 @@ mod tests {
 
         std::fs::write(mirror.join(file), b.onnx).unwrap();
         assert!(matches!(from_dir(&pending[0], &mirror), Outcome::Fetched(_)));
-        let (present, pending) = scan(&[root.join("models")]).unwrap();
-        assert_eq!((present.len(), pending.len()), (1, 0));
+        let s = scan(&[root.join("models")]).unwrap();
+        assert_eq!((s.present.len(), s.pending.len()), (1, 0));
         let _ = std::fs::remove_dir_all(root);
     }
 }

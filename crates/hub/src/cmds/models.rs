@@ -42,7 +42,7 @@ async fn download(p: &Pending) -> Outcome {
 
 pub fn run(cmd: ModelsCmd) -> ExitCode {
     let ModelsCmd::Pull { models, from } = cmd;
-    let (present, pending) = match pull::scan(&models) {
+    let pull::Scan { present, pending } = match pull::scan(&models) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("cannot read the model manifests: {e}");
