@@ -133,16 +133,14 @@ pub struct Pipeline {
     /// Capacity of the queue between MQTT and the reading processor. When full, the MQTT
     /// receiver waits (readings are never dropped inside the hub; the broker buffers).
     pub queue: usize,
-    /// Most readings stored in one database transaction.
+    /// Most messages the processor takes in one batch. It takes what is queued, without
+    /// waiting for more, so batches grow with load and latency stays low when idle.
     pub batch_max: usize,
-    /// A partly filled batch is written after at most this long.
-    #[serde(with = "humantime_serde")]
-    pub flush_interval: Duration,
 }
 
 impl Default for Pipeline {
     fn default() -> Self {
-        Self { queue: 16384, batch_max: 4096, flush_interval: Duration::from_millis(10) }
+        Self { queue: 16384, batch_max: 4096 }
     }
 }
 

@@ -216,7 +216,7 @@ impl Hub {
                 shutdown.clone(),
             )),
         ));
-        tasks.push(("writer", tokio::spawn(pipeline::run_writer(w_rx, ctx, shutdown.clone()))));
+        tasks.push(("writer", tokio::spawn(pipeline::run_writer(w_rx, ctx))));
 
         let state = AppState {
             store: store.clone(),

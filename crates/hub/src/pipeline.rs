@@ -380,7 +380,7 @@ fn process_one(ctx: &Ctx, engine: &mut Engine, m: Inbound, w: &mut Work) {
 }
 
 /// Stores batches until every sender is gone.
-pub async fn run_writer(mut rx: mpsc::Receiver<Batch>, ctx: Arc<Ctx>, shutdown: Shutdown) {
+pub async fn run_writer(mut rx: mpsc::Receiver<Batch>, ctx: Arc<Ctx>) {
     while let Some(mut batch) = rx.recv().await {
         // Under load batches queue up while one is written: fold them into one transaction,
         // so the per-transaction cost is paid once and the queue drains instead of growing.
@@ -398,7 +398,6 @@ pub async fn run_writer(mut rx: mpsc::Receiver<Batch>, ctx: Arc<Ctx>, shutdown: 
                     error!(error = %e, retry_in = ?backoff, readings = batch.readings.len(), findings = batch.findings.len(), "storing a batch failed");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
-                    let _ = shutdown.is_triggered();
                 }
             }
         };

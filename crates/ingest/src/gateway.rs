@@ -68,6 +68,8 @@ struct Counters {
     acl_publish: Arc<Counter>,
     acl_subscribe: Arc<Counter>,
     oversized: Arc<Counter>,
+    /// Telemetry handed to the pipeline directly (same series as the broker link's count).
+    received: Arc<Counter>,
 }
 
 impl Counters {
@@ -94,6 +96,11 @@ impl Counters {
             auth_bad_will: auth("foreign_will_topic"),
             acl_publish: acl("publish"),
             acl_subscribe: acl("subscribe"),
+            received: r.counter(
+                names::MQTT_MESSAGES,
+                "MQTT messages by direction and outcome",
+                &[("direction", "in"), ("outcome", "received")],
+            ),
             oversized: r.counter(
                 names::MQTT_OVERSIZED,
                 "PUBLISH packets dropped because the payload exceeds mqtt.max_payload",
@@ -571,6 +578,7 @@ async fn serve(stream: TcpStream, ctx: &Ctx) -> Result<(), ConnError> {
                             {
                                 return Err(ConnError::Refused("the hub is shutting down"));
                             }
+                            c.received.inc();
                             acks.extend_from_slice(ack.as_deref().unwrap_or(&[]));
                         }
                         Verdict::Relay => {}
