@@ -10,6 +10,7 @@
 //!
 //! This crate knows nothing of the hub's internals: only the topic and payload contract.
 
+pub mod camera;
 pub mod credentials;
 pub mod load;
 pub mod scenario;

@@ -15,6 +15,7 @@
 //! bounded channel and leaves their meaning to the hub.
 
 pub mod broker;
+pub mod camera;
 pub mod external;
 pub mod gateway;
 pub mod telemetry;

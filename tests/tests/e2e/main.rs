@@ -3,6 +3,7 @@
 
 mod api;
 mod bad_input;
+mod camera;
 mod findings_store;
 mod layering;
 mod logs;

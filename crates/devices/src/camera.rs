@@ -1,0 +1,258 @@
+//! Simulated RTSP cameras (gst-rtsp-server) that serve a clip in a loop **without re-encoding**.
+//!
+//! A clip is read once into memory as H.264 access units (demux → parse, byte-stream/au). Each
+//! camera is an RTSP server on its own port and GLib main context with one shared mount; its
+//! media is `appsrc ! h264parse ! rtph264pay`, fed by a thread that pushes the access units
+//! again and again with continuous timestamps (the loop offset grows by the clip's length), at
+//! the pace the live pipeline takes them. When no clip is available, a synthetic one is encoded
+//! once (`videotestsrc` + `x264enc`, I420, fixed GOP) and then served the same way.
+//!
+//! Faults for tests: [`SimCamera::stop`] closes every session and the listener (a dead camera);
+//! starting a camera again on the same port brings it back.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, anyhow, bail};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_rtsp_server as rtsp;
+use gstreamer_rtsp_server::prelude::*;
+
+/// One H.264 access unit of a clip.
+#[derive(Clone)]
+struct Unit {
+    buffer: gst::Buffer,
+    /// Presentation time from the clip's start.
+    pts: gst::ClockTime,
+}
+
+/// A clip held in memory, ready to be served in a loop.
+#[derive(Clone)]
+pub struct Clip {
+    caps: gst::Caps,
+    units: Arc<Vec<Unit>>,
+    /// Time from the first unit's start to the last unit's end.
+    length: gst::ClockTime,
+    pub name: String,
+}
+
+impl std::fmt::Debug for Clip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clip").field("name", &self.name).field("units", &self.units.len()).finish()
+    }
+}
+
+fn collect(launch: &str, name: &str) -> anyhow::Result<Clip> {
+    gst::init()?;
+    let pipeline = gst::parse::launch(launch)
+        .with_context(|| format!("building the reader for {name}"))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| anyhow!("not a pipeline"))?;
+    let sink = pipeline
+        .by_name("sink")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or_else(|| anyhow!("no appsink"))?;
+    pipeline.set_state(gst::State::Playing)?;
+    let mut units = Vec::new();
+    let mut caps = None;
+    let mut last_end = gst::ClockTime::ZERO;
+    while let Ok(sample) = sink.pull_sample() {
+        if caps.is_none() {
+            caps = sample.caps_owned();
+        }
+        let Some(buffer) = sample.buffer_owned() else { continue };
+        let pts = buffer.pts().unwrap_or(last_end);
+        last_end = pts + buffer.duration().unwrap_or(gst::ClockTime::from_mseconds(40));
+        units.push(Unit { buffer, pts });
+    }
+    let bus = pipeline.bus().ok_or_else(|| anyhow!("no bus"))?;
+    let error = bus.pop_filtered(&[gst::MessageType::Error]);
+    pipeline.set_state(gst::State::Null)?;
+    if let Some(msg) = error
+        && let gst::MessageView::Error(e) = msg.view()
+    {
+        bail!("reading {name}: {}", e.error());
+    }
+    if units.is_empty() {
+        bail!("{name} has no H.264 video");
+    }
+    let first = units[0].pts;
+    for u in &mut units {
+        u.pts = u.pts.saturating_sub(first);
+    }
+    Ok(Clip {
+        caps: caps.ok_or_else(|| anyhow!("{name}: no caps"))?,
+        units: Arc::new(units),
+        length: last_end.saturating_sub(first),
+        name: name.to_owned(),
+    })
+}
+
+impl Clip {
+    /// Reads the H.264 track of an MP4 clip (demux and parse only).
+    pub fn from_mp4(path: &Path) -> anyhow::Result<Clip> {
+        if !path.is_file() {
+            bail!("clip {} does not exist", path.display());
+        }
+        let launch = format!(
+            "filesrc location=\"{}\" ! qtdemux ! h264parse config-interval=-1 ! \
+             video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=sink sync=false",
+            path.display()
+        );
+        collect(&launch, &path.display().to_string())
+    }
+
+    /// A synthetic clip: a moving test pattern encoded once (I420, one keyframe a second).
+    pub fn synthetic(width: u32, height: u32, fps: u32, seconds: u32) -> anyhow::Result<Clip> {
+        let launch = format!(
+            "videotestsrc num-buffers={} pattern=ball ! video/x-raw,format=I420,width={width},\
+             height={height},framerate={fps}/1 ! x264enc speed-preset=ultrafast tune=zerolatency \
+             key-int-max={fps} option-string=scenecut=0 ! video/x-h264,profile=constrained-baseline ! \
+             h264parse config-interval=-1 ! video/x-h264,stream-format=byte-stream,alignment=au ! \
+             appsink name=sink sync=false",
+            fps * seconds
+        );
+        collect(&launch, "synthetic")
+    }
+
+    /// Key frames in the clip.
+    pub fn keyframes(&self) -> usize {
+        self.units
+            .iter()
+            .filter(|u| !u.buffer.flags().contains(gst::BufferFlags::DELTA_UNIT))
+            .count()
+    }
+}
+
+/// A running simulated camera.
+pub struct SimCamera {
+    pub port: u16,
+    pub path: String,
+    server: rtsp::RTSPServer,
+    context: gst::glib::MainContext,
+    main_loop: gst::glib::MainLoop,
+    source: Option<gst::glib::SourceId>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    stopped: Arc<AtomicBool>,
+}
+
+impl SimCamera {
+    /// Serves `clip` at `rtsp://127.0.0.1:{port}/{path}` (port 0: any free port).
+    pub fn start(clip: &Clip, port: u16, path: &str) -> anyhow::Result<SimCamera> {
+        gst::init()?;
+        let context = gst::glib::MainContext::new();
+        let main_loop = gst::glib::MainLoop::new(Some(&context), false);
+        let server = rtsp::RTSPServer::new();
+        server.set_address("127.0.0.1");
+        server.set_service(&port.to_string());
+        let mounts = server.mount_points().ok_or_else(|| anyhow!("no mount points"))?;
+        let factory = rtsp::RTSPMediaFactory::new();
+        factory.set_launch(
+            "( appsrc name=src is-live=true format=time block=true max-bytes=2000000 ! \
+             h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )",
+        );
+        factory.set_shared(true);
+        let stopped = Arc::new(AtomicBool::new(false));
+        let (clip2, stop2) = (clip.clone(), stopped.clone());
+        factory.connect_media_configure(move |_, media| {
+            let Some(src) = media
+                .element()
+                .downcast::<gst::Bin>()
+                .ok()
+                .and_then(|b| b.by_name_recurse_up("src"))
+                .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+            else {
+                return;
+            };
+            src.set_caps(Some(&clip2.caps));
+            let (clip, stop) = (clip2.clone(), stop2.clone());
+            std::thread::spawn(move || feed(&src, &clip, &stop));
+        });
+        mounts.add_factory(&format!("/{path}"), factory);
+        let source = server.attach(Some(&context))?;
+        let bound = u16::try_from(server.bound_port()).map_err(|_| anyhow!("not bound"))?;
+        let (ml, ctx) = (main_loop.clone(), context.clone());
+        let thread =
+            std::thread::Builder::new().name(format!("simcam-{bound}")).spawn(move || {
+                let _guard = ctx.acquire();
+                ml.run();
+            })?;
+        Ok(SimCamera {
+            port: bound,
+            path: path.to_owned(),
+            server,
+            context,
+            main_loop,
+            source: Some(source),
+            thread: Some(thread),
+            stopped,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("rtsp://127.0.0.1:{}/{}", self.port, self.path)
+    }
+
+    /// Kills the camera: closes every session and the listening socket.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.server.client_filter(Some(&mut |_, _| rtsp::RTSPFilterResult::Remove));
+        // The listener's source lives in this camera's own context (not the default one that
+        // `SourceId::remove` looks in).
+        if let Some(id) = self.source.take()
+            && let Some(source) = self.context.find_source_by_id(&id)
+        {
+            source.destroy();
+        }
+        self.main_loop.quit();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for SimCamera {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.shutdown();
+        }
+    }
+}
+
+/// Pushes the clip's access units forever with continuous timestamps. `appsrc block=true`
+/// holds this thread back to the pace of the live pipeline; it ends when the media is torn
+/// down (push fails) or the camera stops.
+fn feed(src: &gst_app::AppSrc, clip: &Clip, stop: &AtomicBool) {
+    let mut offset = gst::ClockTime::ZERO;
+    // The media's running time when the first unit goes out.
+    let base = src.current_running_time().unwrap_or(gst::ClockTime::ZERO);
+    loop {
+        for u in clip.units.iter() {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let mut b = u.buffer.copy();
+            {
+                let b = b.make_mut();
+                b.set_pts(base + offset + u.pts);
+                b.set_dts(gst::ClockTime::NONE);
+            }
+            // Pace to the clock: appsrc is live, the payloader does not wait by itself.
+            if let Some(clock) = src.clock() {
+                let due = src.base_time().unwrap_or(gst::ClockTime::ZERO) + base + offset + u.pts;
+                let _ = clock.new_single_shot_id(due).wait();
+            }
+            if src.push_buffer(b).is_err() {
+                return;
+            }
+        }
+        offset += clip.length;
+    }
+}

@@ -1,0 +1,404 @@
+//! Camera sources: one GStreamer pipeline per camera, on its own thread.
+//!
+//! ```text
+//! rtspsrc (TCP) ! rtph264depay ! h264parse ─┬─ relay only (`off`): nothing decoded
+//!                                           └─ identity drop-buffer-flags=delta-unit
+//!                                              ! avdec_h264 ! videoconvert ! RGB appsink
+//! ```
+//!
+//! Analysis decodes as little as possible: `keyframes` (the default) drops every delta unit
+//! before the decoder, so about one frame per GOP is decoded; `fps = N` decodes everything and
+//! keeps N frames a second; `off` decodes nothing. Decoded frames go to a bounded queue with
+//! `try_send`: when analysis is behind, frames are dropped and counted, and ingest never waits.
+//!
+//! A camera reconnects with backoff and jitter after an error, an end of stream, or a stall
+//! (no data for [`STALL`]), and keeps its health (state, input fps, last key frame, last error
+//! with credentials redacted). A dead camera never blocks another: each has its own thread and
+//! pipeline.
+
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::metrics::Counter;
+use common::{CameraId, UnixMs};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use rand::Rng;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+/// A camera that delivered nothing for this long is restarted.
+pub const STALL: Duration = Duration::from_secs(3);
+/// Connecting (until the first data) may take this long.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait between reconnection attempts (before up to 25 % jitter): a camera is back
+/// within about a second of its server's return, plus the RTSP set-up.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// How much of a camera's stream is decoded for analysis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Analysis {
+    /// Decode key frames only.
+    Keyframes,
+    /// Decode everything, keep this many frames a second.
+    Fps(u32),
+    /// Relay only: no decoder at all.
+    Off,
+}
+
+/// What a camera source needs.
+#[derive(Debug, Clone)]
+pub struct CameraSpec {
+    pub id: CameraId,
+    /// `rtsp://[user:pass@]host[:port]/path`; the credentials never reach logs or health.
+    pub url: String,
+    pub latency_ms: u32,
+    pub analysis: Analysis,
+}
+
+/// A decoded frame for analysis: RGB, tightly packed.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub camera: CameraId,
+    pub width: u32,
+    pub height: u32,
+    /// The GStreamer buffer's memory, mapped (no copy).
+    pub rgb: Bytes,
+    pub received_at: UnixMs,
+}
+
+/// Connection state of a camera.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CameraState {
+    Connecting,
+    Online,
+    Offline,
+    Stopped,
+}
+
+/// A camera's health, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    pub state: CameraState,
+    /// Input access units per second (all frames, decoded or not).
+    pub input_fps: f64,
+    /// Input bits per second.
+    pub bitrate: f64,
+    pub frames_in: u64,
+    pub frames_decoded: u64,
+    pub frames_dropped: u64,
+    pub last_keyframe_at: Option<UnixMs>,
+    pub last_error: Option<String>,
+    pub reconnects: u64,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            state: CameraState::Connecting,
+            input_fps: 0.0,
+            bitrate: 0.0,
+            frames_in: 0,
+            frames_decoded: 0,
+            frames_dropped: 0,
+            last_keyframe_at: None,
+            last_error: None,
+            reconnects: 0,
+        }
+    }
+}
+
+/// `rtsp://user:secret@host/x` → `rtsp://user:***@host/x`.
+pub fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else { return url.to_owned() };
+    let rest = &url[scheme_end + 3..];
+    let host_start = rest.find('/').unwrap_or(rest.len());
+    match rest[..host_start].rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{user}:***@{}", &url[..scheme_end], &rest[at + 1..])
+        }
+        None => url.to_owned(),
+    }
+}
+
+fn now_ms() -> UnixMs {
+    crate::now_ms()
+}
+
+/// A running camera source.
+pub struct Camera {
+    pub spec_id: CameraId,
+    health: Arc<Mutex<Health>>,
+    stop: std_mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Camera {
+    /// Starts the camera's thread. Frames go to `frames` (dropped and counted when it is full).
+    pub fn start(spec: CameraSpec, frames: mpsc::Sender<Frame>, dropped: Arc<Counter>) -> Self {
+        let health = Arc::new(Mutex::new(Health::default()));
+        let (stop, stop_rx) = std_mpsc::channel();
+        let h = health.clone();
+        let id = spec.id.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("camera-{}", spec.id))
+            .spawn(move || run(spec, frames, dropped, h, stop_rx))
+            .expect("spawning a camera thread");
+        Camera { spec_id: id, health, stop, thread: Some(thread) }
+    }
+
+    pub fn health(&self) -> Health {
+        self.health.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Stops the pipeline and joins the thread.
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        let _ = self.stop.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Camera {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+enum Ended {
+    Stopped,
+    Failed(String),
+}
+
+fn run(
+    spec: CameraSpec,
+    frames: mpsc::Sender<Frame>,
+    dropped: Arc<Counter>,
+    health: Arc<Mutex<Health>>,
+    stop: std_mpsc::Receiver<()>,
+) {
+    let set = |f: &dyn Fn(&mut Health)| f(&mut health.lock().unwrap_or_else(|e| e.into_inner()));
+    if let Err(e) = gst::init() {
+        set(&|h| h.last_error = Some(format!("GStreamer: {e}")));
+        return;
+    }
+    let url = redact(&spec.url);
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        set(&|h| h.state = CameraState::Connecting);
+        match run_once(&spec, &frames, &dropped, &health, &stop) {
+            Ended::Stopped => break,
+            Ended::Failed(why) => {
+                let why = why.replace(&spec.url, &url);
+                warn!(camera = %spec.id, url = %url, error = %why, "camera failed; reconnecting");
+                set(&|h| {
+                    h.state = CameraState::Offline;
+                    h.last_error = Some(why.clone());
+                    h.reconnects += 1;
+                    h.input_fps = 0.0;
+                    h.bitrate = 0.0;
+                });
+            }
+        }
+        let jitter = rand::thread_rng().gen_range(0..=backoff.as_millis() as u64 / 4);
+        match stop.recv_timeout(backoff + Duration::from_millis(jitter)) {
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+            _ => break,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+    set(&|h| h.state = CameraState::Stopped);
+}
+
+fn launch(spec: &CameraSpec) -> String {
+    let src = format!(
+        "rtspsrc name=src location=\"{}\" protocols=tcp latency={} ! rtph264depay ! \
+         h264parse name=parse",
+        spec.url, spec.latency_ms
+    );
+    let sink = "appsink name=sink max-buffers=2 drop=true sync=false";
+    match spec.analysis {
+        Analysis::Off => format!("{src} ! fakesink sync=false"),
+        Analysis::Keyframes => format!(
+            "{src} ! identity drop-buffer-flags=delta-unit ! avdec_h264 ! videoconvert ! \
+             video/x-raw,format=RGB ! {sink}"
+        ),
+        Analysis::Fps(n) => format!(
+            "{src} ! avdec_h264 ! videorate drop-only=true ! video/x-raw,framerate={n}/1 ! \
+             videoconvert ! video/x-raw,format=RGB ! {sink}"
+        ),
+    }
+}
+
+/// Input statistics, updated by a pad probe on the parser's output.
+#[derive(Default)]
+struct Input {
+    units: u64,
+    bytes: u64,
+    last_unit: Option<Instant>,
+    last_keyframe_at: Option<UnixMs>,
+}
+
+fn run_once(
+    spec: &CameraSpec,
+    frames: &mpsc::Sender<Frame>,
+    dropped: &Arc<Counter>,
+    health: &Arc<Mutex<Health>>,
+    stop: &std_mpsc::Receiver<()>,
+) -> Ended {
+    let pipeline = match gst::parse::launch(&launch(spec)) {
+        Ok(p) => match p.downcast::<gst::Pipeline>() {
+            Ok(p) => p,
+            Err(_) => return Ended::Failed("not a pipeline".into()),
+        },
+        Err(e) => return Ended::Failed(format!("building the pipeline: {e}")),
+    };
+    let input = Arc::new(Mutex::new(Input::default()));
+    if let Some(pad) = pipeline.by_name("parse").and_then(|p| p.static_pad("src")) {
+        let input = input.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(b) = info.buffer() {
+                let mut i = input.lock().unwrap_or_else(|e| e.into_inner());
+                i.units += 1;
+                i.bytes += b.size() as u64;
+                i.last_unit = Some(Instant::now());
+                if !b.flags().contains(gst::BufferFlags::DELTA_UNIT) {
+                    i.last_keyframe_at = Some(now_ms());
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+    if let Some(sink) = pipeline.by_name("sink").and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+    {
+        let (frames, dropped, health, id) =
+            (frames.clone(), dropped.clone(), health.clone(), spec.id.clone());
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |s| {
+                    let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let (w, h) = sample
+                        .caps()
+                        .and_then(|c| c.structure(0))
+                        .and_then(|st| {
+                            Some((st.get::<i32>("width").ok()?, st.get::<i32>("height").ok()?))
+                        })
+                        .unwrap_or((0, 0));
+                    let Some(buffer) = sample.buffer_owned() else {
+                        return Ok(gst::FlowSuccess::Ok);
+                    };
+                    let Ok(mapped) = buffer.into_mapped_buffer_readable() else {
+                        return Ok(gst::FlowSuccess::Ok);
+                    };
+                    let frame = Frame {
+                        camera: id.clone(),
+                        width: w as u32,
+                        height: h as u32,
+                        rgb: Bytes::from_owner(mapped),
+                        received_at: now_ms(),
+                    };
+                    let mut hl = health.lock().unwrap_or_else(|e| e.into_inner());
+                    hl.frames_decoded += 1;
+                    if frames.try_send(frame).is_err() {
+                        hl.frames_dropped += 1;
+                        dropped.inc();
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+    }
+    if let Err(e) = pipeline.set_state(gst::State::Playing) {
+        let _ = pipeline.set_state(gst::State::Null);
+        return Ended::Failed(format!("starting: {e}"));
+    }
+    let Some(bus) = pipeline.bus() else {
+        let _ = pipeline.set_state(gst::State::Null);
+        return Ended::Failed("no bus".into());
+    };
+    let started = Instant::now();
+    let (mut last_tick, mut last_units, mut last_bytes) = (Instant::now(), 0u64, 0u64);
+    let ended = loop {
+        if stop.try_recv().is_ok() {
+            break Ended::Stopped;
+        }
+        if let Some(msg) = bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(200),
+            &[gst::MessageType::Error, gst::MessageType::Eos],
+        ) {
+            match msg.view() {
+                gst::MessageView::Error(e) => {
+                    let detail = e.debug().map(|d| d.to_string()).unwrap_or_default();
+                    let first = detail.lines().last().unwrap_or("").to_owned();
+                    break Ended::Failed(format!("{} ({first})", e.error()));
+                }
+                gst::MessageView::Eos(_) => break Ended::Failed("end of stream".into()),
+                _ => {}
+            }
+        }
+        let (units, bytes, last_unit, key) = {
+            let i = input.lock().unwrap_or_else(|e| e.into_inner());
+            (i.units, i.bytes, i.last_unit, i.last_keyframe_at)
+        };
+        match last_unit {
+            None if started.elapsed() > CONNECT_TIMEOUT => {
+                break Ended::Failed(format!("no data within {CONNECT_TIMEOUT:?}"));
+            }
+            Some(t) if t.elapsed() > STALL => {
+                break Ended::Failed(format!("stalled: no data for {STALL:?}"));
+            }
+            _ => {}
+        }
+        let dt = last_tick.elapsed();
+        if dt >= Duration::from_secs(1) {
+            let mut h = health.lock().unwrap_or_else(|e| e.into_inner());
+            if last_unit.is_some() && h.state != CameraState::Online {
+                info!(camera = %spec.id, "camera online");
+                h.state = CameraState::Online;
+                h.last_error = None;
+            }
+            h.input_fps = (units - last_units) as f64 / dt.as_secs_f64();
+            h.bitrate = (bytes - last_bytes) as f64 * 8.0 / dt.as_secs_f64();
+            h.frames_in = units;
+            h.last_keyframe_at = key;
+            (last_tick, last_units, last_bytes) = (Instant::now(), units, bytes);
+        } else if last_unit.is_some() {
+            let mut h = health.lock().unwrap_or_else(|e| e.into_inner());
+            if h.state != CameraState::Online {
+                info!(camera = %spec.id, "camera online");
+                h.state = CameraState::Online;
+                h.last_error = None;
+            }
+        }
+    };
+    let _ = pipeline.set_state(gst::State::Null);
+    ended
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_redacted() {
+        assert_eq!(
+            redact("rtsp://admin:s3cret@10.0.0.5:554/ch1"),
+            "rtsp://admin:***@10.0.0.5:554/ch1"
+        );
+        assert_eq!(redact("rtsp://10.0.0.5/ch1"), "rtsp://10.0.0.5/ch1");
+        assert_eq!(redact("rtsp://a:b@c@host/x"), "rtsp://a:***@host/x");
+    }
+}

@@ -1,0 +1,126 @@
+//! Camera ingest against real GStreamer RTSP servers serving a shared clip without re-encoding:
+//! key-frame-only decoding, a killed camera goes offline and comes back while another keeps
+//! delivering, a bad URL gives a clear health error.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::CameraId;
+use common::metrics::Counter;
+use devices::camera::{Clip, SimCamera};
+use ingest::camera::{Analysis, Camera, CameraSpec, CameraState, Frame};
+use tests::wait_for;
+use tokio::sync::mpsc;
+
+fn shared_clip(name: &str) -> PathBuf {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/videos")
+        .join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: the shared clips live in ../shared/data beside the project (DEVELOPERS.md)",
+        p.display()
+    );
+    p
+}
+
+fn camera(id: &str, url: String) -> (Camera, mpsc::Receiver<Frame>) {
+    let (tx, rx) = mpsc::channel(64);
+    let spec = CameraSpec {
+        id: CameraId::new(id).unwrap(),
+        url,
+        latency_ms: 200,
+        analysis: Analysis::Keyframes,
+    };
+    (Camera::start(spec, tx, Arc::new(Counter::default())), rx)
+}
+
+/// Frames received so far (without waiting).
+fn drain(rx: &mut mpsc::Receiver<Frame>, into: &mut Vec<Frame>) {
+    while let Ok(f) = rx.try_recv() {
+        into.push(f);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cameras_decode_key_frames_and_recover_while_others_keep_delivering() -> anyhow::Result<()>
+{
+    // 480×270 at 15 fps with a key frame every 15 frames.
+    let clip = Clip::from_mp4(&shared_clip("intel_worker-zone-detection_from-gif.mp4"))?;
+    assert!(clip.keyframes() >= 4, "{clip:?}");
+    let sim1 = SimCamera::start(&clip, 0, "cam1")?;
+    let sim2 = SimCamera::start(&clip, 0, "cam2")?;
+    let port1 = sim1.port;
+    let (cam1, mut rx1) = camera("cam1", sim1.url());
+    let (cam2, mut rx2) = camera("cam2", sim2.url());
+    let (mut f1, mut f2) = (Vec::new(), Vec::new());
+
+    wait_for(Duration::from_secs(20), "three analysed frames from each camera", || {
+        drain(&mut rx1, &mut f1);
+        drain(&mut rx2, &mut f2);
+        let done = f1.len() >= 3 && f2.len() >= 3;
+        async move { Ok(done.then_some(())) }
+    })
+    .await?;
+    let f = &f1[0];
+    assert_eq!((f.width, f.height, f.rgb.len()), (480, 270, 480 * 270 * 3));
+    let h = cam1.health();
+    assert_eq!(h.state, CameraState::Online);
+    // Key frames only: one decoded frame per GOP of 15 input frames.
+    assert!(h.frames_in >= 15 * (h.frames_decoded.saturating_sub(1)), "{h:?}");
+    assert!(h.frames_decoded * 5 <= h.frames_in + 5, "decoded {h:?}");
+    assert!(h.last_keyframe_at.is_some());
+
+    // Kill camera 1: it goes offline with an error, camera 2 keeps delivering.
+    sim1.stop();
+    wait_for(Duration::from_secs(15), "camera 1 offline", || {
+        let h = cam1.health();
+        async move { Ok((h.state == CameraState::Offline && h.last_error.is_some()).then_some(())) }
+    })
+    .await?;
+    drain(&mut rx2, &mut f2);
+    let before = f2.len();
+    wait_for(Duration::from_secs(10), "camera 2 delivering during the outage", || {
+        drain(&mut rx2, &mut f2);
+        let n = f2.len();
+        async move { Ok((n >= before + 2).then_some(())) }
+    })
+    .await?;
+
+    // Camera 1's server returns on the same address: online again within 5 s.
+    let sim1 = SimCamera::start(&clip, port1, "cam1")?;
+    drain(&mut rx1, &mut f1);
+    let seen = f1.len();
+    wait_for(Duration::from_secs(5), "camera 1 back within 5 s", || {
+        let ok = cam1.health().state == CameraState::Online;
+        async move { Ok(ok.then_some(())) }
+    })
+    .await?;
+    // …and analysing again (the next key frame).
+    wait_for(Duration::from_secs(5), "camera 1's frames again", || {
+        drain(&mut rx1, &mut f1);
+        let ok = f1.len() > seen;
+        async move { Ok(ok.then_some(())) }
+    })
+    .await?;
+    cam1.stop();
+    cam2.stop();
+    drop((sim1, sim2));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_url_gives_a_clear_health_error() -> anyhow::Result<()> {
+    let (cam, _rx) = camera("nowhere", "rtsp://admin:s3cret@127.0.0.1:9/none".into());
+    let h = wait_for(Duration::from_secs(15), "an error in the camera's health", || {
+        let h = cam.health();
+        async move { Ok(h.last_error.is_some().then_some(h)) }
+    })
+    .await?;
+    let err = h.last_error.unwrap();
+    assert!(!err.contains("s3cret"), "credentials leaked: {err}");
+    assert_eq!(h.state, CameraState::Offline, "{err}");
+    cam.stop();
+    Ok(())
+}
