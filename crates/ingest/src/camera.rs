@@ -362,26 +362,19 @@ fn run_once(
             }
             _ => {}
         }
+        let mut h = health.lock().unwrap_or_else(|e| e.into_inner());
+        if last_unit.is_some() && h.state != CameraState::Online {
+            info!(camera = %spec.id, "camera online");
+            h.state = CameraState::Online;
+            h.last_error = None;
+        }
         let dt = last_tick.elapsed();
         if dt >= Duration::from_secs(1) {
-            let mut h = health.lock().unwrap_or_else(|e| e.into_inner());
-            if last_unit.is_some() && h.state != CameraState::Online {
-                info!(camera = %spec.id, "camera online");
-                h.state = CameraState::Online;
-                h.last_error = None;
-            }
             h.input_fps = (units - last_units) as f64 / dt.as_secs_f64();
             h.bitrate = (bytes - last_bytes) as f64 * 8.0 / dt.as_secs_f64();
             h.frames_in = units;
             h.last_keyframe_at = key;
             (last_tick, last_units, last_bytes) = (Instant::now(), units, bytes);
-        } else if last_unit.is_some() {
-            let mut h = health.lock().unwrap_or_else(|e| e.into_inner());
-            if h.state != CameraState::Online {
-                info!(camera = %spec.id, "camera online");
-                h.state = CameraState::Online;
-                h.last_error = None;
-            }
         }
     };
     let _ = pipeline.set_state(gst::State::Null);
