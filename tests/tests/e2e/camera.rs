@@ -124,3 +124,28 @@ async fn a_bad_url_gives_a_clear_health_error() -> anyhow::Result<()> {
     cam.stop();
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_only_camera_decodes_nothing() -> anyhow::Result<()> {
+    let clip = Clip::synthetic(320, 180, 10, 2)?;
+    let sim = SimCamera::start(&clip, 0, "relay")?;
+    let (tx, mut rx) = mpsc::channel(4);
+    let spec = CameraSpec {
+        id: CameraId::new("relay").unwrap(),
+        url: sim.url(),
+        latency_ms: 200,
+        analysis: Analysis::Off,
+    };
+    let cam = Camera::start(spec, tx, Arc::new(Counter::default()));
+    let h = wait_for(Duration::from_secs(20), "20 input frames counted", || {
+        let h = cam.health();
+        async move { Ok((h.state == CameraState::Online && h.frames_in >= 20).then_some(h)) }
+    })
+    .await?;
+    assert_eq!(h.frames_decoded, 0, "{h:?}");
+    assert!(rx.try_recv().is_err(), "no frame reaches analysis");
+    assert!(h.input_fps > 5.0 && h.bitrate > 0.0, "{h:?}");
+    cam.stop();
+    drop(sim);
+    Ok(())
+}
