@@ -16,3 +16,9 @@ pub mod load;
 pub mod scenario;
 pub mod sim;
 pub mod site;
+
+/// Wall-clock unix milliseconds: payload timestamps and pacing.
+pub(crate) fn wall_ms() -> i64 {
+    use common::Clock;
+    common::SystemClock.now_ms()
+}

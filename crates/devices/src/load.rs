@@ -36,11 +36,6 @@ pub struct LoadReport {
     pub elapsed: Duration,
 }
 
-fn wall_ms() -> i64 {
-    use common::Clock;
-    common::SystemClock.now_ms()
-}
-
 /// Publishes the load; returns when every message was acknowledged.
 pub async fn run(opts: LoadOptions) -> anyhow::Result<LoadReport> {
     let n = opts.clients.len().max(1) as u64;
@@ -88,7 +83,8 @@ pub async fn run(opts: LoadOptions) -> anyhow::Result<LoadReport> {
                         t.tick().await;
                     }
                     let value = if seq % high_every == 0 { 150 } else { 20 };
-                    let payload = format!(r#"{{"ts":{},"values":{{"value":{value}}}}}"#, wall_ms());
+                    let payload =
+                        format!(r#"{{"ts":{},"values":{{"value":{value}}}}}"#, crate::wall_ms());
                     client.publish(&topic, QoS::AtLeastOnce, false, payload).await?;
                 }
                 Ok::<_, anyhow::Error>(())

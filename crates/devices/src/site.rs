@@ -53,11 +53,6 @@ fn split_addr(addr: &str) -> (String, u16) {
     }
 }
 
-fn wall_ms() -> i64 {
-    use common::Clock;
-    common::SystemClock.now_ms()
-}
-
 /// Runs every simulated device of the scenario that has a credential. Returns when all devices
 /// reached `end_ms` and the broker acknowledged every message, or when cancelled.
 pub async fn run(
@@ -137,7 +132,7 @@ async fn run_device(
     let interval = sim.kind.interval_ms();
     let mut published: u64 = 1;
     let mut ts = opts.start_ms;
-    let wall_start = wall_ms();
+    let wall_start = crate::wall_ms();
     let mut tick = match opts.pace {
         Pace::PerDeviceRate(r) => {
             let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / r));
@@ -154,7 +149,7 @@ async fn run_device(
             break;
         }
         if opts.pace == Pace::CatchUpThenRealtime {
-            let wait = ts - wall_ms().max(wall_start);
+            let wait = ts - crate::wall_ms().max(wall_start);
             if wait > 0 {
                 tokio::select! {
                     _ = cancel.cancelled() => break,

@@ -134,7 +134,7 @@ impl Hub {
         let mut mqtt_ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let publisher: Arc<dyn EventPublisher> = match cfg.mqtt.mode {
             MqttMode::Embedded => {
-                let broker = Arc::new(EmbeddedBroker::start(cfg.mqtt.max_payload, &metrics).await?);
+                let broker = Arc::new(EmbeddedBroker::start(cfg.mqtt.max_payload, &metrics)?);
                 let gw = Gateway::bind(
                     GatewayConfig {
                         listen: cfg.mqtt.listen.clone(),

@@ -200,6 +200,15 @@ fn offline_hit(reg: &Registry, d: &Device, ts: UnixMs, reason: &str) -> FindingH
     }
 }
 
+/// Notes that a device spoke at `now`, marking it online (once).
+fn go_online(d: &Device, now: UnixMs, batch: &mut Batch) {
+    d.last_rx.store(now, Ordering::Relaxed);
+    if !d.online.swap(true, Ordering::Relaxed) {
+        info!(device = %d.id, "device online");
+        batch.status.push((d.id.clone(), true));
+    }
+}
+
 /// Marks a device offline (once) and returns the finding to raise.
 fn go_offline(
     reg: &Registry,
@@ -324,13 +333,9 @@ fn process_one(ctx: &Ctx, engine: &mut Engine, m: Inbound, w: &mut Work) {
                 Ok(tm) => tm,
                 Err(e) => return r.reject(e.reason(), now, &m.topic, &e),
             };
-            device.last_rx.store(now, Ordering::Relaxed);
             device.last_seen.fetch_max(tm.ts, Ordering::Relaxed);
             device.seen_dirty.store(true, Ordering::Relaxed);
-            if !device.online.swap(true, Ordering::Relaxed) {
-                info!(device = %device.id, "device online");
-                batch.status.push((device.id.clone(), true));
-            }
+            go_online(&device, now, batch);
             let vals: serde_json::Map<String, serde_json::Value> =
                 tm.values.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(*v))).collect();
             batch.readings.push(ReadingRow {
@@ -352,13 +357,7 @@ fn process_one(ctx: &Ctx, engine: &mut Engine, m: Inbound, w: &mut Work) {
         Some(Channel::Status) => {
             let p = String::from_utf8_lossy(&m.payload);
             match p.trim().to_ascii_lowercase().as_str() {
-                "online" => {
-                    device.last_rx.store(now, Ordering::Relaxed);
-                    if !device.online.swap(true, Ordering::Relaxed) {
-                        info!(device = %device.id, "device online");
-                        batch.status.push((device.id.clone(), true));
-                    }
-                }
+                "online" => go_online(&device, now, batch),
                 "offline" => {
                     let reason =
                         "the device reported offline or its connection dropped (last will)";

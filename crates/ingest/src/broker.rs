@@ -59,7 +59,7 @@ impl EmbeddedBroker {
     /// Starts rumqttd on its own thread (its `start()` blocks). Its listener is bound shortly
     /// after; connecting code retries refused connections for a few seconds
     /// ([`connect_internal`]).
-    pub async fn start(max_payload: usize, metrics: &Registry) -> Result<Self, Error> {
+    pub fn start(max_payload: usize, metrics: &Registry) -> Result<Self, Error> {
         let addr = free_loopback_port()?;
         let username = "hub-gateway".to_owned();
         let password: String = {

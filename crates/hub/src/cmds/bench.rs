@@ -59,7 +59,7 @@ fn wall_ms() -> i64 {
 
 async fn broker_only(devices: usize, messages: u64) -> anyhow::Result<f64> {
     let metrics = Metrics::new();
-    let broker = Arc::new(EmbeddedBroker::start(16 * 1024, &metrics).await?);
+    let broker = Arc::new(EmbeddedBroker::start(16 * 1024, &metrics)?);
     let (tx, mut rx) = mpsc::channel(16 * 1024);
     let shutdown = Shutdown::new();
     let (b, m, s) = (broker.clone(), metrics.clone(), shutdown.clone());
