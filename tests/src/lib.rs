@@ -170,3 +170,27 @@ pub fn small_site(devices: &[(&str, &str)]) -> String {
 pub fn secret_of(device: &str) -> String {
     format!("secret-{device}-xyz")
 }
+
+/// The project's root folder (where `models/` is) and the shared data beside it.
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A file of the shared data (`../shared/data/…`), or a failure saying how to get it.
+pub fn shared_data(rel: &str) -> anyhow::Result<PathBuf> {
+    let p = project_root().join("../shared/data").join(rel);
+    if !p.exists() {
+        bail!(
+            "{} is missing: the shared models and clips live in ../shared/data beside the \
+             project; scripts/test uses them from there (or fetch the models with `hub models \
+             pull`)",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+/// The model search path: the project's model folder and the shared model mirror.
+pub fn model_search_path() -> anyhow::Result<Vec<PathBuf>> {
+    Ok(vec![project_root().join("models"), shared_data("models")?])
+}

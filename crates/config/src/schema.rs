@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{DeviceId, Industry, Severity, SiteId};
+use common::{CameraId, DeviceId, Industry, Severity, SiteId};
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration file.
@@ -29,6 +29,10 @@ pub struct Config {
     pub rules: Vec<Rule>,
     /// Where new findings are reported besides the database.
     pub outputs: Vec<Output>,
+    /// Video analysis shared by all cameras: queue, workers, evidence.
+    pub vision: Vision,
+    /// RTSP cameras known from the file; more can be added through the API.
+    pub cameras: Vec<Camera>,
 }
 
 impl Default for Config {
@@ -45,6 +49,8 @@ impl Default for Config {
             devices: Vec::new(),
             rules: Vec::new(),
             outputs: Vec::new(),
+            vision: Vision::default(),
+            cameras: Vec::new(),
         }
     }
 }
@@ -296,4 +302,202 @@ pub struct Output {
 
 fn default_min_severity() -> Severity {
     Severity::Info
+}
+
+/// Video analysis settings shared by every camera.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Vision {
+    /// Decoded frames waiting for analysis, all cameras together. When the queue is full a
+    /// camera's new frame is dropped and counted (`frames_dropped` in its health); ingest never
+    /// waits for analysis.
+    pub queue: usize,
+    /// Analysis worker threads. Each runs the models of the frames it takes.
+    pub workers: usize,
+    /// Pooled ONNX Runtime sessions per model, shared by all cameras.
+    pub sessions: usize,
+    /// Intra-op threads of each session.
+    pub threads: usize,
+    /// Most frames a worker takes from the queue at once (frames of different cameras). 1 is
+    /// fastest on a small CPU; larger values trade latency for throughput on accelerators.
+    pub batch: usize,
+    /// Offset of local time from UTC used by camera rules' `time_windows`, e.g. `"+08:00"`.
+    pub utc_offset: String,
+    /// JPEG quality of evidence and snapshots (1–100).
+    pub jpeg_quality: u8,
+}
+
+impl Default for Vision {
+    fn default() -> Self {
+        Self {
+            queue: 64,
+            workers: 1,
+            sessions: 1,
+            threads: 1,
+            batch: 1,
+            utc_offset: "+08:00".into(),
+            jpeg_quality: 85,
+        }
+    }
+}
+
+/// How much of a camera's stream is decoded for analysis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnalysisMode {
+    /// Decode key frames only (about one frame per GOP); the cheapest way to analyse.
+    #[default]
+    Keyframes,
+    /// Decode every frame and keep `fps` frames a second.
+    Fps,
+    /// Relay only: nothing is decoded and no rule runs.
+    Off,
+}
+
+/// An RTSP camera.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Camera {
+    pub id: CameraId,
+    pub site: SiteId,
+    #[serde(default)]
+    pub name: String,
+    /// `rtsp://[user:password@]host[:port]/path` (H.264). The credentials never appear in logs
+    /// or API responses.
+    pub url: String,
+    /// rtspsrc jitter-buffer latency in milliseconds; ~1000 keeps frames when many cameras
+    /// share a small CPU.
+    #[serde(default = "default_latency_ms")]
+    pub latency_ms: u32,
+    #[serde(default)]
+    pub analysis: AnalysisMode,
+    /// `analysis = "fps"`: frames analysed per second.
+    #[serde(default)]
+    pub fps: Option<u32>,
+    /// Skip inference while the scene is still: the mean absolute difference (0–255) of a
+    /// small grayscale copy against its running average must reach this. Unset = always analyse.
+    #[serde(default)]
+    pub motion_threshold: Option<f32>,
+    /// A stopped camera is kept in the list but not pulled.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Named polygons in normalised frame coordinates (0–1, origin top left).
+    #[serde(default)]
+    pub zones: Vec<Zone>,
+    /// Detections to findings.
+    #[serde(default)]
+    pub rules: Vec<CameraRule>,
+}
+
+fn default_latency_ms() -> u32 {
+    1000
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Zone {
+    pub name: String,
+    /// At least three `[x, y]` points, normalised to the frame (0–1).
+    pub polygon: Vec<[f32; 2]>,
+}
+
+/// A camera rule: which detections count, where, how many, for how long, and when.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraRule {
+    /// Unique within the camera; part of a finding's key.
+    pub id: String,
+    /// A detection model of the model library.
+    pub model: String,
+    /// Labels that count (the model's class names); empty = every label.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Detections below this score do not count.
+    #[serde(default = "default_min_score")]
+    pub min_score: f32,
+    /// Only detections whose anchor point (bottom centre of the box) lies in this zone count.
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// Fire when at least this many detections count in one analysed frame.
+    #[serde(default = "default_min_count")]
+    pub min_count: u32,
+    /// The condition must hold this long (over consecutive analysed frames) before firing.
+    #[serde(default, with = "humantime_serde")]
+    pub dwell: Option<Duration>,
+    /// …or for this many consecutive analysed frames.
+    #[serde(default)]
+    pub dwell_frames: Option<u32>,
+    /// Local-time windows in which the rule applies, `"HH:MM-HH:MM"` (may wrap midnight, e.g.
+    /// `"18:00-06:00"`). Empty = always.
+    #[serde(default)]
+    pub time_windows: Vec<String>,
+    /// After firing, the rule stays quiet this long (the open finding's count still rises).
+    #[serde(default = "default_cooldown", with = "humantime_serde")]
+    pub cooldown: Duration,
+    pub severity: Severity,
+    /// Supervision item code (14 digits) the finding maps to.
+    pub item_code: String,
+    #[serde(default)]
+    pub summary: Option<String>,
+}
+
+fn default_min_score() -> f32 {
+    0.5
+}
+
+fn default_min_count() -> u32 {
+    1
+}
+
+fn default_cooldown() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// A local-time window `HH:MM-HH:MM` in minutes after midnight; `start > end` wraps midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindow {
+    pub start: u16,
+    pub end: u16,
+}
+
+impl TimeWindow {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not HH:MM-HH:MM (e.g. \"18:00-06:00\")");
+        let (a, b) = s.split_once('-').ok_or_else(bad)?;
+        let minutes = |t: &str| -> Option<u16> {
+            let (h, m) = t.trim().split_once(':')?;
+            let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+            (h < 24 && m < 60).then_some(h * 60 + m)
+        };
+        Ok(Self { start: minutes(a).ok_or_else(bad)?, end: minutes(b).ok_or_else(bad)? })
+    }
+
+    /// Whether `minute` (0–1439, local) is inside the window.
+    pub fn contains(&self, minute: u16) -> bool {
+        if self.start <= self.end {
+            (self.start..self.end).contains(&minute)
+        } else {
+            minute >= self.start || minute < self.end
+        }
+    }
+}
+
+/// `"+08:00"` → seconds east of UTC.
+pub fn parse_utc_offset(s: &str) -> Result<i32, String> {
+    let bad = || format!("{s:?} is not an offset like \"+08:00\" or \"-05:30\"");
+    let sign = match s.as_bytes().first() {
+        Some(b'+') => 1,
+        Some(b'-') => -1,
+        _ => return Err(bad()),
+    };
+    let (h, m) = s[1..].split_once(':').ok_or_else(bad)?;
+    let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h > 14 || m >= 60 {
+        return Err(bad());
+    }
+    Ok(sign * (h * 3600 + m * 60))
 }

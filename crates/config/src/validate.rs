@@ -107,11 +107,17 @@ pub(crate) fn deserialize_all(text: &str) -> Result<Config, Vec<Problem>> {
             "devices" => config.devices = de_array(value, &key, text, p),
             "rules" => config.rules = de_array(value, &key, text, p),
             "outputs" => config.outputs = de_array(value, &key, text, p),
+            "cameras" => config.cameras = de_array(value, &key, text, p),
+            "vision" => {
+                if let Some(v) = de_item(value, &key, text, p) {
+                    config.vision = v;
+                }
+            }
             other => {
                 let mut pr = problem(
                     other,
                     "unknown section; expected one of data_dir, http, database, mqtt, pipeline, \
-                     models, sites, device_kinds, devices, rules, outputs",
+                     models, sites, device_kinds, devices, rules, outputs, vision, cameras",
                 );
                 locate::fill_position(text, &mut pr);
                 p.push(pr);
@@ -224,6 +230,17 @@ impl Config {
         for (i, r) in self.rules.iter().enumerate() {
             self.validate_rule(i, r, &mut out);
         }
+        self.validate_vision(&mut out);
+        check_unique(self.cameras.iter().map(|c| c.id.as_str()), "cameras", &mut out);
+        for (i, c) in self.cameras.iter().enumerate() {
+            out.extend(c.validate(&format!("cameras[{i}]")));
+            if !sites.contains(c.site.as_str()) {
+                out.push(problem(
+                    format!("cameras[{i}].site"),
+                    format!("no site with id {:?} is configured in [[sites]]", c.site.as_str()),
+                ));
+            }
+        }
         for (i, o) in self.outputs.iter().enumerate() {
             if o.output_type == OutputType::Jsonl && o.path.is_none() {
                 out.push(problem(format!("outputs[{i}].path"), "a jsonl output needs a path"));
@@ -260,6 +277,27 @@ impl Config {
         }
         if self.pipeline.queue == 0 || self.pipeline.batch_max == 0 {
             out.push(problem("pipeline", "queue and batch_max must be at least 1"));
+        }
+    }
+
+    fn validate_vision(&self, out: &mut Vec<Problem>) {
+        let v = &self.vision;
+        for (name, n) in [
+            ("queue", v.queue),
+            ("workers", v.workers),
+            ("sessions", v.sessions),
+            ("threads", v.threads),
+            ("batch", v.batch),
+        ] {
+            if n == 0 {
+                out.push(problem(format!("vision.{name}"), "must be at least 1"));
+            }
+        }
+        if let Err(e) = parse_utc_offset(&v.utc_offset) {
+            out.push(problem("vision.utc_offset", e));
+        }
+        if !(1..=100).contains(&v.jpeg_quality) {
+            out.push(problem("vision.jpeg_quality", "must be 1–100"));
         }
     }
 
@@ -347,5 +385,89 @@ impl Config {
         if r.every == Some(0) {
             out.push(problem(at("every"), "must be at least 1"));
         }
+    }
+}
+
+impl Camera {
+    /// The problems of one camera on its own (its site is checked by the caller), with paths
+    /// under `at` (e.g. `cameras[2]`). The API uses it for cameras added at run time.
+    pub fn validate(&self, at: &str) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let at = |f: &str| format!("{at}.{f}");
+        if !self.url.starts_with("rtsp://") && !self.url.starts_with("rtsps://") {
+            out.push(problem(at("url"), "must start with rtsp:// (rtsp://[user:pass@]host/path)"));
+        } else if self.url.split("://").nth(1).is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+            out.push(problem(at("url"), "names no host"));
+        }
+        if self.url.chars().any(|c| c.is_whitespace() || c == '"') {
+            out.push(problem(at("url"), "must not contain spaces or quotes"));
+        }
+        match (self.analysis, self.fps) {
+            (AnalysisMode::Fps, None | Some(0)) => {
+                out.push(problem(at("fps"), "analysis = \"fps\" needs fps of at least 1"))
+            }
+            (AnalysisMode::Keyframes | AnalysisMode::Off, Some(_)) => {
+                out.push(problem(at("fps"), "only used with analysis = \"fps\""))
+            }
+            _ => {}
+        }
+        if self.analysis == AnalysisMode::Off && !self.rules.is_empty() {
+            out.push(problem(
+                at("rules"),
+                "a relay-only camera (analysis = \"off\") decodes nothing, so its rules never run",
+            ));
+        }
+        if self.motion_threshold.is_some_and(|t| !(0.0..=255.0).contains(&t)) {
+            out.push(problem(at("motion_threshold"), "must be 0–255"));
+        }
+        let mut zones = HashSet::new();
+        for (j, z) in self.zones.iter().enumerate() {
+            let zp = |f: &str| at(&format!("zones[{j}].{f}"));
+            if !zones.insert(z.name.as_str()) || z.name.trim().is_empty() {
+                out.push(problem(zp("name"), format!("empty or duplicate zone name {:?}", z.name)));
+            }
+            if z.polygon.len() < 3 {
+                out.push(problem(zp("polygon"), "needs at least three [x, y] points"));
+            }
+            if z.polygon.iter().flatten().any(|v| !(0.0..=1.0).contains(v)) {
+                out.push(problem(
+                    zp("polygon"),
+                    "coordinates are normalised to the frame: each must be 0–1",
+                ));
+            }
+        }
+        let mut ids = HashSet::new();
+        for (j, r) in self.rules.iter().enumerate() {
+            let rp = |f: &str| at(&format!("rules[{j}].{f}"));
+            if r.id.trim().is_empty() || r.id.contains('/') || !ids.insert(r.id.as_str()) {
+                out.push(problem(rp("id"), "must be non-empty, unique in the camera, without '/'"));
+            }
+            if let Some(z) = &r.zone
+                && !zones.contains(z.as_str())
+            {
+                out.push(problem(rp("zone"), format!("no zone {z:?} in this camera's zones")));
+            }
+            if !(0.0..=1.0).contains(&r.min_score) {
+                out.push(problem(rp("min_score"), "must be 0–1"));
+            }
+            if r.min_count == 0 {
+                out.push(problem(rp("min_count"), "must be at least 1"));
+            }
+            if r.dwell.is_some() && r.dwell_frames.is_some() {
+                out.push(problem(rp("dwell_frames"), "give dwell or dwell_frames, not both"));
+            }
+            for (k, w) in r.time_windows.iter().enumerate() {
+                if let Err(e) = TimeWindow::parse(w) {
+                    out.push(problem(rp(&format!("time_windows[{k}]")), e));
+                }
+            }
+            code_problem(
+                rp("item_code"),
+                "supervision item code (14 digits)",
+                ItemCode::new(&r.item_code).map(drop),
+                &mut out,
+            );
+        }
+        out
     }
 }

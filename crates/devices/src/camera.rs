@@ -7,9 +7,15 @@
 //! the pace the live pipeline takes them. When no clip is available, a synthetic one is encoded
 //! once (`videotestsrc` + `x264enc`, I420, fixed GOP) and then served the same way.
 //!
+//! One server may serve many mounts ([`SimCamera::serve`]), each its own clip, optionally behind
+//! RTSP basic authentication.
+//!
 //! Faults for tests: [`SimCamera::stop`] closes every session and the listener (a dead camera);
-//! starting a camera again on the same port brings it back.
+//! starting a camera again on the same port brings it back. [`SimCamera::stall`] keeps the
+//! sessions open but sends nothing; [`SimCamera::garbage`] sends random bytes in place of the
+//! video.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -118,6 +124,11 @@ impl Clip {
         collect(&launch, "synthetic")
     }
 
+    /// The clip's length in seconds (one loop).
+    pub fn length_seconds(&self) -> f64 {
+        self.length.nseconds() as f64 / 1e9
+    }
+
     /// Key frames in the clip.
     pub fn keyframes(&self) -> usize {
         self.units
@@ -127,10 +138,19 @@ impl Clip {
     }
 }
 
-/// A running simulated camera.
+/// Faults injected into one mount.
+#[derive(Debug, Default)]
+pub struct Faults {
+    stalled: AtomicBool,
+    garbage: AtomicBool,
+}
+
+/// A running simulated camera server: one port, one or more mounts.
 pub struct SimCamera {
     pub port: u16,
+    /// The first mount's path.
     pub path: String,
+    faults: HashMap<String, Arc<Faults>>,
     server: rtsp::RTSPServer,
     context: gst::glib::MainContext,
     main_loop: gst::glib::MainLoop,
@@ -142,36 +162,50 @@ pub struct SimCamera {
 impl SimCamera {
     /// Serves `clip` at `rtsp://127.0.0.1:{port}/{path}` (port 0: any free port).
     pub fn start(clip: &Clip, port: u16, path: &str) -> anyhow::Result<SimCamera> {
+        Self::serve(port, &[(path, clip)], None)
+    }
+
+    /// Serves each `(path, clip)` at `rtsp://127.0.0.1:{port}/{path}` from one server (port 0:
+    /// any free port). With `credentials`, clients must log in with that user and password
+    /// (RTSP basic authentication).
+    pub fn serve(
+        port: u16,
+        mounts: &[(&str, &Clip)],
+        credentials: Option<(&str, &str)>,
+    ) -> anyhow::Result<SimCamera> {
         gst::init()?;
+        let first = mounts.first().ok_or_else(|| anyhow!("a camera server needs a mount"))?.0;
         let context = gst::glib::MainContext::new();
         let main_loop = gst::glib::MainLoop::new(Some(&context), false);
         let server = rtsp::RTSPServer::new();
         server.set_address("127.0.0.1");
         server.set_service(&port.to_string());
-        let mounts = server.mount_points().ok_or_else(|| anyhow!("no mount points"))?;
-        let factory = rtsp::RTSPMediaFactory::new();
-        factory.set_launch(
-            "( appsrc name=src is-live=true format=time block=true max-bytes=2000000 ! \
-             h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )",
-        );
-        factory.set_shared(true);
+        if let Some((user, pass)) = credentials {
+            let auth = rtsp::RTSPAuth::new();
+            let token = rtsp::RTSPToken::builder()
+                .field(rtsp::RTSP_TOKEN_MEDIA_FACTORY_ROLE, "viewer")
+                .build();
+            auth.add_basic(rtsp::RTSPAuth::make_basic(user, pass).as_str(), &token);
+            server.set_auth(Some(&auth));
+        }
+        let points = server.mount_points().ok_or_else(|| anyhow!("no mount points"))?;
         let stopped = Arc::new(AtomicBool::new(false));
-        let (clip2, stop2) = (clip.clone(), stopped.clone());
-        factory.connect_media_configure(move |_, media| {
-            let Some(src) = media
-                .element()
-                .downcast::<gst::Bin>()
-                .ok()
-                .and_then(|b| b.by_name_recurse_up("src"))
-                .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-            else {
-                return;
-            };
-            src.set_caps(Some(&clip2.caps));
-            let (clip, stop) = (clip2.clone(), stop2.clone());
-            std::thread::spawn(move || feed(&src, &clip, &stop));
-        });
-        mounts.add_factory(&format!("/{path}"), factory);
+        let mut faults = HashMap::new();
+        for (path, clip) in mounts {
+            let fault = Arc::new(Faults::default());
+            faults.insert((*path).to_owned(), fault.clone());
+            let factory = mount(clip, stopped.clone(), fault);
+            if credentials.is_some() {
+                factory.add_role_from_structure(
+                    &gst::Structure::builder("viewer")
+                        .field(rtsp::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
+                        .field(rtsp::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
+                        .build(),
+                );
+            }
+            points.add_factory(&format!("/{path}"), factory);
+        }
+        let path = first;
         let source = server.attach(Some(&context))?;
         let bound = u16::try_from(server.bound_port()).map_err(|_| anyhow!("not bound"))?;
         let (ml, ctx) = (main_loop.clone(), context.clone());
@@ -183,6 +217,7 @@ impl SimCamera {
         Ok(SimCamera {
             port: bound,
             path: path.to_owned(),
+            faults,
             server,
             context,
             main_loop,
@@ -192,8 +227,27 @@ impl SimCamera {
         })
     }
 
+    /// The first mount's URL.
     pub fn url(&self) -> String {
-        format!("rtsp://127.0.0.1:{}/{}", self.port, self.path)
+        self.url_of(&self.path)
+    }
+
+    pub fn url_of(&self, path: &str) -> String {
+        format!("rtsp://127.0.0.1:{}/{path}", self.port)
+    }
+
+    /// While on, the mount's sessions stay open but receive no video.
+    pub fn stall(&self, path: &str, on: bool) {
+        if let Some(f) = self.faults.get(path) {
+            f.stalled.store(on, Ordering::SeqCst);
+        }
+    }
+
+    /// While on, the mount sends random bytes in place of each access unit.
+    pub fn garbage(&self, path: &str, on: bool) {
+        if let Some(f) = self.faults.get(path) {
+            f.garbage.store(on, Ordering::SeqCst);
+        }
     }
 
     /// Kills the camera: closes every session and the listening socket.
@@ -226,11 +280,58 @@ impl Drop for SimCamera {
     }
 }
 
-/// Pushes the clip's access units forever with continuous timestamps. `appsrc block=true`
-/// holds this thread back to the pace of the live pipeline; it ends when the media is torn
+/// The media factory of one mount: `appsrc ! h264parse ! rtph264pay`, shared by its clients,
+/// fed by a thread per media.
+fn mount(clip: &Clip, stopped: Arc<AtomicBool>, faults: Arc<Faults>) -> rtsp::RTSPMediaFactory {
+    let factory = rtsp::RTSPMediaFactory::new();
+    factory.set_launch(
+        "( appsrc name=src is-live=true format=time block=true max-bytes=2000000 max-time=300000000 ! \
+         h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )",
+    );
+    factory.set_shared(true);
+    let clip = clip.clone();
+    factory.connect_media_configure(move |_, media| {
+        let Some(src) = media
+            .element()
+            .downcast::<gst::Bin>()
+            .ok()
+            .and_then(|b| b.by_name_recurse_up("src"))
+            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+        else {
+            return;
+        };
+        src.set_caps(Some(&clip.caps));
+        let (clip, stop, faults) = (clip.clone(), stopped.clone(), faults.clone());
+        std::thread::spawn(move || feed(&src, &clip, &stop, &faults));
+    });
+    factory
+}
+
+/// Random bytes of `len` (xorshift; the content only has to be wrong).
+fn noise(len: usize, seed: &mut u64) -> gst::Buffer {
+    let mut v = Vec::with_capacity(len);
+    while v.len() < len {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        v.extend_from_slice(&seed.to_le_bytes());
+    }
+    v.truncate(len);
+    gst::Buffer::from_mut_slice(v)
+}
+
+/// Pushes the clip's access units forever with continuous timestamps. `appsrc block=true` with
+/// `max-time` of 0.3 s holds this thread back to the pace of the live pipeline (so a fault takes
+/// effect within 0.3 s, not after a buffered backlog); it ends when the media is torn
 /// down (push fails) or the camera stops.
-fn feed(src: &gst_app::AppSrc, clip: &Clip, stop: &AtomicBool) {
+fn feed(src: &gst_app::AppSrc, clip: &Clip, stop: &AtomicBool, faults: &Faults) {
     let mut offset = gst::ClockTime::ZERO;
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    // Paced by the system clock from the first unit on. The media's own clock appears only
+    // once it plays; pushing unpaced until then would queue a backlog ahead of real time, and
+    // faults would show only after it had drained.
+    let clock = gst::SystemClock::obtain();
+    let start = clock.time();
     // The media's running time when the first unit goes out.
     let base = src.current_running_time().unwrap_or(gst::ClockTime::ZERO);
     loop {
@@ -238,16 +339,25 @@ fn feed(src: &gst_app::AppSrc, clip: &Clip, stop: &AtomicBool) {
             if stop.load(Ordering::SeqCst) {
                 return;
             }
-            let mut b = u.buffer.copy();
+            let mut b = if faults.garbage.load(Ordering::SeqCst) {
+                let mut g = noise(u.buffer.size().max(16), &mut seed);
+                if let Some(g) = g.get_mut() {
+                    g.set_flags(u.buffer.flags());
+                }
+                g
+            } else {
+                u.buffer.copy()
+            };
             {
                 let b = b.make_mut();
                 b.set_pts(base + offset + u.pts);
                 b.set_dts(gst::ClockTime::NONE);
             }
             // Pace to the clock: appsrc is live, the payloader does not wait by itself.
-            if let Some(clock) = src.clock() {
-                let due = src.base_time().unwrap_or(gst::ClockTime::ZERO) + base + offset + u.pts;
-                let _ = clock.new_single_shot_id(due).wait();
+            let _ = clock.new_single_shot_id(start + offset + u.pts).wait();
+            // A stalled mount keeps its sessions but sends nothing (time still passes).
+            if faults.stalled.load(Ordering::SeqCst) {
+                continue;
             }
             if src.push_buffer(b).is_err() {
                 return;

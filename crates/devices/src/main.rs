@@ -33,6 +33,22 @@ enum Cmd {
     },
     /// Print the demo scenario (devices, episodes, expected findings) as JSON.
     Scenario,
+    /// Serve simulated RTSP cameras: one server, `--mounts` mounts `cam0`, `cam1`, … each
+    /// looping the clip without re-encoding (a synthetic pattern without `--clip`). Prints
+    /// `port N` and the URLs, then serves until stopped.
+    Cameras {
+        /// An H.264 MP4 clip.
+        #[arg(long)]
+        clip: Option<PathBuf>,
+        #[arg(long, default_value_t = 1)]
+        mounts: usize,
+        /// TCP port (0: any free port).
+        #[arg(long, default_value_t = 8554)]
+        port: u16,
+        /// RTSP basic authentication as `user:password`.
+        #[arg(long)]
+        auth: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -44,6 +60,23 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     match Cli::parse().cmd {
+        Cmd::Cameras { clip, mounts, port, auth } => {
+            use devices::camera::{Clip, SimCamera};
+            let clip = match &clip {
+                Some(p) => Clip::from_mp4(p)?,
+                None => Clip::synthetic(1280, 720, 15, 4)?,
+            };
+            let names: Vec<String> = (0..mounts.max(1)).map(|i| format!("cam{i}")).collect();
+            let list: Vec<(&str, &Clip)> = names.iter().map(|n| (n.as_str(), &clip)).collect();
+            let auth = auth.as_deref().map(|a| a.split_once(':').unwrap_or((a, "")));
+            let server = SimCamera::serve(port, &list, auth)?;
+            println!("port {}", server.port);
+            for n in &names {
+                println!("{}", server.url_of(n));
+            }
+            tokio::signal::ctrl_c().await?;
+            drop(server);
+        }
         Cmd::Site { credentials, mqtt, fast } => {
             let text = std::fs::read_to_string(&credentials)
                 .with_context(|| format!("reading {}", credentials.display()))?;

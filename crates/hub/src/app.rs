@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::api::{self, AppState};
+use crate::cameras::{CameraManager, VisionSettings};
 use crate::error::Error;
 use crate::outputs::{EventPublisher, Outputs};
 use crate::pipeline::{self, MonitorConfig};
@@ -32,6 +33,9 @@ pub struct StartOptions {
     pub shutdown: Shutdown,
     /// How often the offline monitor looks.
     pub monitor_tick: Duration,
+    /// The configuration file the hub was started from; `POST /api/v1/config/reload` re-reads
+    /// it.
+    pub config_path: Option<PathBuf>,
 }
 
 impl Default for StartOptions {
@@ -40,6 +44,7 @@ impl Default for StartOptions {
             clock: Arc::new(SystemClock),
             shutdown: Shutdown::new(),
             monitor_tick: Duration::from_secs(1),
+            config_path: None,
         }
     }
 }
@@ -55,6 +60,7 @@ pub struct Hub {
     pub registry: Arc<Registry>,
     pub metrics: Metrics,
     pub shutdown: Shutdown,
+    pub cameras: CameraManager,
     events: tokio::sync::broadcast::Sender<bytes::Bytes>,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
 }
@@ -116,7 +122,8 @@ impl Hub {
 
         let library = tokio::task::spawn_blocking({
             let path = search_path(&cfg);
-            move || ModelLibrary::load(BUILTIN, &path, &LoadOptions::default())
+            let opts = LoadOptions { sessions: cfg.vision.sessions, threads: cfg.vision.threads };
+            move || ModelLibrary::load(BUILTIN, &path, &opts)
         })
         .await
         .map_err(|e| Error::InvalidArgument(format!("model loading panicked: {e}")))?;
@@ -125,6 +132,10 @@ impl Hub {
             error!("{p}");
         }
         let engine = Engine::new(Arc::new(rules));
+        for f in &library.report.failed {
+            error!(model = %f.name, path = %f.path.display(), error = %f.error, "model not loaded; the other models work");
+        }
+        let library = Arc::new(library);
 
         let (in_tx, in_rx) = mpsc::channel(cfg.pipeline.queue);
         let (w_tx, w_rx) = mpsc::channel(pipeline::WRITER_QUEUE);
@@ -208,7 +219,7 @@ impl Hub {
             "monitor",
             tokio::spawn(pipeline::run_monitor(
                 ctx.clone(),
-                w_tx,
+                w_tx.clone(),
                 MonitorConfig {
                     tick: opts.monitor_tick,
                     retention: cfg.database.readings_retention,
@@ -218,6 +229,27 @@ impl Hub {
         ));
         tasks.push(("writer", tokio::spawn(pipeline::run_writer(w_rx, ctx))));
 
+        let (cameras, workers) = CameraManager::new(
+            VisionSettings::from_config(&cfg),
+            library.clone(),
+            registry.clone(),
+            store.clone(),
+            w_tx,
+            &metrics,
+        );
+        cameras.load(&cfg.cameras).await?;
+        tasks.push(("camera-monitor", tokio::spawn(cameras.clone().run_monitor(shutdown.clone()))));
+        tasks.push((
+            "vision-workers",
+            tokio::task::spawn_blocking(move || {
+                for w in workers {
+                    if w.join().is_err() {
+                        error!("an analysis worker panicked");
+                    }
+                }
+            }),
+        ));
+
         let state = AppState {
             store: store.clone(),
             registry: registry.clone(),
@@ -225,6 +257,9 @@ impl Hub {
             models: Arc::new(library.report.clone()),
             clock,
             mqtt_ready,
+            cameras: cameras.clone(),
+            evidence_dir: cfg.data_dir.join("evidence"),
+            config_path: opts.config_path.clone(),
         };
         let listener =
             tokio::net::TcpListener::bind(&cfg.http.listen).await.map_err(|source| Error::Io {
@@ -249,7 +284,18 @@ impl Hub {
             }),
         ));
         info!(http = %http_addr, mqtt = ?mqtt_addr, "hub started");
-        Ok(Hub { http_addr, router, mqtt_addr, store, registry, metrics, shutdown, events, tasks })
+        Ok(Hub {
+            http_addr,
+            router,
+            mqtt_addr,
+            store,
+            registry,
+            metrics,
+            shutdown,
+            cameras,
+            events,
+            tasks,
+        })
     }
 
     /// Finding events as they are stored (JSON of `outputs::FindingEvent`).

@@ -4,6 +4,12 @@
 //! seconds, so findings are there at once; then the devices follow the wall clock. Credentials
 //! of every demo device are written to `DATA_DIR/demo-credentials.json`; `fridge-manual` is left
 //! to people with `mosquitto_pub`.
+//!
+//! Cameras: one simulated RTSP server (in this process) serves four mounts, clips from the
+//! clip folder when present (a synthetic pattern otherwise): a dock with a restricted floor zone
+//! (a person there is a finding within seconds), an aisle where two or more people for three
+//! seconds is a finding, a production line analysed without rules (snapshots), and a gate
+//! relayed only.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,6 +31,98 @@ pub struct DemoOptions {
     pub http: String,
     pub mqtt: String,
     pub data_dir: PathBuf,
+    /// Model search path (the project's `models/` and a mirror of the published models).
+    pub models: Vec<PathBuf>,
+    /// Folder of the sample clips (`../shared/data/videos`); synthetic video when absent.
+    pub clips: Option<PathBuf>,
+}
+
+/// The demo's cameras: (mount, clip file, camera TOML after the URL).
+const CAMERAS: &[(&str, &str, &str, &str)] = &[
+    (
+        "dock",
+        "coldstore-01",
+        "intel_worker-zone-detection_from-gif.mp4",
+        r#"name = "Loading dock floor"
+[[cameras.zones]]
+name = "restricted-floor"
+polygon = [[0.0, 0.4], [0.5, 0.4], [0.5, 1.0], [0.0, 1.0]]
+[[cameras.rules]]
+id = "person-in-restricted-zone"
+model = "fastestdet"
+labels = ["person"]
+min_score = 0.6
+zone = "restricted-floor"
+cooldown = "10m"
+severity = "major"
+item_code = "61000000100004"
+summary = "person in the restricted floor zone"
+"#,
+    ),
+    (
+        "aisle",
+        "coldstore-01",
+        "intel_store-aisle-detection_from-gif.mp4",
+        r#"name = "Packing aisle"
+[[cameras.rules]]
+id = "crowding"
+model = "fastestdet"
+labels = ["person"]
+min_score = 0.6
+min_count = 2
+dwell = "3s"
+cooldown = "10m"
+severity = "minor"
+item_code = "61000000100005"
+summary = "two or more people in the packing aisle"
+"#,
+    ),
+    (
+        "line",
+        "coldstore-01",
+        "intel_fruit-and-vegetable-detection_from-gif.mp4",
+        r#"name = "Produce line""#,
+    ),
+    (
+        "gate",
+        "freightyard-01",
+        "intel_car-detection.mp4",
+        r#"name = "Yard gate (relay only)"
+analysis = "off""#,
+    ),
+];
+
+/// Starts the demo's camera server; returns it and the `[[cameras]]` TOML.
+fn cameras(clips: Option<&Path>) -> Result<(devices::camera::SimCamera, String), Error> {
+    use devices::camera::{Clip, SimCamera};
+    let fail = |e: anyhow::Error| Error::InvalidArgument(format!("demo cameras: {e:#}"));
+    let mut loaded = Vec::new();
+    let mut synthetic = None;
+    for (mount, _, file, _) in CAMERAS {
+        let clip = match clips.map(|d| d.join(file)).filter(|p| p.is_file()) {
+            Some(p) => Clip::from_mp4(&p).map_err(fail)?,
+            None => {
+                if synthetic.is_none() {
+                    info!(
+                        "demo camera clips not found; serving a synthetic pattern (no video findings)"
+                    );
+                    synthetic = Some(Clip::synthetic(640, 360, 15, 4).map_err(fail)?);
+                }
+                synthetic.clone().expect("set above")
+            }
+        };
+        loaded.push((*mount, clip));
+    }
+    let mounts: Vec<(&str, &Clip)> = loaded.iter().map(|(m, c)| (*m, c)).collect();
+    let server = SimCamera::serve(0, &mounts, None).map_err(fail)?;
+    let mut text = String::new();
+    for (mount, site, _, rest) in CAMERAS {
+        text.push_str(&format!(
+            "\n[[cameras]]\nid = \"{mount}\"\nsite = \"{site}\"\nurl = \"{}\"\n{rest}\n",
+            server.url_of(mount)
+        ));
+    }
+    Ok((server, text))
 }
 
 pub const CREDENTIALS_FILE: &str = "demo-credentials.json";
@@ -52,6 +150,7 @@ pub fn config(
     opts: &DemoOptions,
     scenario: &Scenario,
     secrets: &[(String, String)],
+    cameras: &str,
 ) -> Result<Config, Error> {
     let mut text = Config::default_toml().to_owned();
     for s in &scenario.sites {
@@ -72,7 +171,9 @@ pub fn config(
         ));
     }
     text.push_str("\n[[outputs]]\ntype = \"jsonl\"\npath = \"findings.jsonl\"\n");
+    text.push_str(cameras);
     let mut cfg = Config::parse(&text, "<demo configuration>")?;
+    cfg.models.search_path = opts.models.clone();
     cfg.data_dir = opts.data_dir.clone();
     cfg.http.listen = opts.http.clone();
     cfg.mqtt.listen = opts.mqtt.clone();
@@ -130,7 +231,8 @@ pub async fn run(opts: DemoOptions, shutdown: Shutdown) -> Result<(), Error> {
     let scenario = Scenario::demo();
     let cred_path = opts.data_dir.join(CREDENTIALS_FILE);
     let secrets = secrets(&cred_path, &scenario);
-    let cfg = config(&opts, &scenario, &secrets)?;
+    let (camera_server, camera_toml) = cameras(opts.clips.as_deref())?;
+    let cfg = config(&opts, &scenario, &secrets, &camera_toml)?;
     let hub =
         Hub::start(cfg, StartOptions { shutdown: shutdown.clone(), ..Default::default() }).await?;
     let mqtt = hub.mqtt_addr.expect("the demo runs the embedded broker");
@@ -144,6 +246,7 @@ pub async fn run(opts: DemoOptions, shutdown: Shutdown) -> Result<(), Error> {
     println!("Supervision hub demo is running.");
     println!("  Browser / API:  http://{}/api/v1/findings", hub.http_addr);
     println!("  Devices:        http://{}/api/v1/devices", hub.http_addr);
+    println!("  Cameras:        http://{}/api/v1/cameras", hub.http_addr);
     println!("  MQTT (3.1.1):   {mqtt}");
     println!("  Credentials:    {}", cred_path.display());
     println!("  Try:            {}", creds.example);
@@ -165,5 +268,6 @@ pub async fn run(opts: DemoOptions, shutdown: Shutdown) -> Result<(), Error> {
         }
     });
     hub.wait().await;
+    drop(camera_server);
     Ok(())
 }

@@ -6,8 +6,10 @@
 
 pub mod api;
 pub mod app;
+pub mod cameras;
 pub mod demo;
 pub mod error;
+pub mod evidence;
 pub mod outputs;
 pub mod pipeline;
 pub mod registry;

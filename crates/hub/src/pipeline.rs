@@ -197,6 +197,7 @@ fn offline_hit(reg: &Registry, d: &Device, ts: UnixMs, reason: &str) -> FindingH
         count: 1,
         last_value: None,
         details: serde_json::json!({ "reason": reason, "last_seen": d.last_seen() }).to_string(),
+        evidence: Vec::new(),
     }
 }
 
@@ -305,6 +306,7 @@ fn rule_hit(reg: &Registry, rules: &inference::rules::RuleSet, d: &Device, h: &H
         count: 1,
         last_value: Some(h.value),
         details: details.to_string(),
+        evidence: Vec::new(),
     }
 }
 

@@ -82,6 +82,44 @@ pub struct FindingHit {
     pub last_value: Option<f64>,
     /// JSON object with rule-specific detail.
     pub details: String,
+    /// Evidence files already written under `data_dir/evidence` (video findings).
+    pub evidence: Vec<EvidenceRow>,
+}
+
+/// One occurrence's evidence: the analysed frame, clean and with the detections drawn.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EvidenceRow {
+    pub captured_at: UnixMs,
+    /// Relative to `data_dir/evidence`.
+    pub frame_path: String,
+    pub annotated_path: String,
+    /// JSON: the detections drawn.
+    pub details: String,
+}
+
+/// Stored evidence of a finding.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Evidence {
+    pub id: i64,
+    pub finding_id: i64,
+    pub captured_at: UnixMs,
+    #[serde(skip)]
+    pub frame_path: String,
+    #[serde(skip)]
+    pub annotated_path: String,
+    pub detections: serde_json::Value,
+}
+
+/// A stored camera.
+#[derive(Debug, Clone)]
+pub struct CameraRow {
+    pub id: String,
+    pub site_id: String,
+    /// JSON of `config::Camera`.
+    pub spec: String,
+    pub source: String,
+    pub created_at: UnixMs,
+    pub updated_at: UnixMs,
 }
 
 impl FindingHit {
@@ -92,6 +130,7 @@ impl FindingHit {
     /// Folds a later occurrence of the same key into this one.
     pub fn merge(&mut self, other: FindingHit) {
         self.count += other.count;
+        self.evidence.extend(other.evidence);
         self.first_seen = self.first_seen.min(other.first_seen);
         if other.last_seen >= self.last_seen {
             self.last_seen = other.last_seen;
@@ -138,6 +177,7 @@ pub struct Finding {
 pub struct FindingFilter {
     pub site: Option<String>,
     pub device: Option<String>,
+    pub camera: Option<String>,
     pub rule: Option<String>,
     pub states: Vec<FindingState>,
     pub severities: Vec<Severity>,
@@ -373,7 +413,22 @@ impl Store {
         }
         let mut changes = Vec::with_capacity(batch.findings.len());
         for f in &batch.findings {
-            changes.push(upsert_finding(&mut tx, f, now).await?);
+            let change = upsert_finding(&mut tx, f, now).await?;
+            for e in &f.evidence {
+                sqlx::query(
+                    "INSERT INTO evidence (finding_id, captured_at, frame_path, annotated_path, \
+                     details) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(change.id)
+                .bind(e.captured_at)
+                .bind(&e.frame_path)
+                .bind(&e.annotated_path)
+                .bind(&e.details)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("storing evidence"))?;
+            }
+            changes.push(change);
         }
         for (id, online) in &batch.status {
             sqlx::query("UPDATE devices SET online = $1 WHERE id = $2")
@@ -406,7 +461,12 @@ impl Store {
             binds.push(b);
             let _ = write!(sql, " AND {c} ${}", binds.len());
         };
-        for (col, v) in [("site_id =", &f.site), ("device_id =", &f.device), ("rule =", &f.rule)] {
+        for (col, v) in [
+            ("site_id =", &f.site),
+            ("device_id =", &f.device),
+            ("camera_id =", &f.camera),
+            ("rule =", &f.rule),
+        ] {
             if let Some(v) = v {
                 cond(&mut sql, col, Bind::Text(v.clone()));
             }
@@ -441,6 +501,91 @@ impl Store {
         }
         let rows = q.fetch_all(&self.pool).await.map_err(db("listing findings"))?;
         rows.iter().map(finding_from_row).collect::<Result<_, _>>().map_err(db("reading findings"))
+    }
+
+    /// Evidence of the given findings, oldest first per finding.
+    pub async fn evidence(&self, finding_ids: &[i64]) -> Result<Vec<Evidence>, Error> {
+        if finding_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Ids are integers of ours: inline them.
+        let list = finding_ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let rows = sqlx::query(&format!(
+            "SELECT id, finding_id, captured_at, frame_path, annotated_path, details \
+             FROM evidence WHERE finding_id IN ({list}) ORDER BY finding_id, id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("listing evidence"))?;
+        rows.iter()
+            .map(|r| {
+                let details: String = r.try_get("details")?;
+                Ok(Evidence {
+                    id: r.try_get("id")?,
+                    finding_id: r.try_get("finding_id")?,
+                    captured_at: r.try_get("captured_at")?,
+                    frame_path: r.try_get("frame_path")?,
+                    annotated_path: r.try_get("annotated_path")?,
+                    detections: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db("reading evidence"))
+    }
+
+    /// Inserts or replaces a camera; returns false when `replace` is off and it exists.
+    pub async fn upsert_camera(&self, c: &CameraRow, replace: bool) -> Result<bool, Error> {
+        let sql = if replace {
+            "INSERT INTO cameras (id, site_id, spec, source, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (id) DO UPDATE SET site_id = excluded.site_id, spec = excluded.spec, \
+             source = excluded.source, updated_at = excluded.updated_at"
+        } else {
+            "INSERT INTO cameras (id, site_id, spec, source, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING"
+        };
+        let r = sqlx::query(sql)
+            .bind(&c.id)
+            .bind(&c.site_id)
+            .bind(&c.spec)
+            .bind(&c.source)
+            .bind(c.created_at)
+            .bind(c.updated_at)
+            .execute(&self.pool)
+            .await
+            .map_err(db("saving a camera"))?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn delete_camera(&self, id: &str) -> Result<bool, Error> {
+        let r = sqlx::query("DELETE FROM cameras WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db("deleting a camera"))?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn cameras(&self) -> Result<Vec<CameraRow>, Error> {
+        let rows = sqlx::query(
+            "SELECT id, site_id, spec, source, created_at, updated_at FROM cameras ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("listing cameras"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(CameraRow {
+                    id: r.try_get("id")?,
+                    site_id: r.try_get("site_id")?,
+                    spec: r.try_get("spec")?,
+                    source: r.try_get("source")?,
+                    created_at: r.try_get("created_at")?,
+                    updated_at: r.try_get("updated_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db("reading cameras"))
     }
 
     pub async fn finding(&self, id: i64) -> Result<Option<Finding>, Error> {

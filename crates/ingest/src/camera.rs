@@ -381,6 +381,50 @@ fn run_once(
     ended
 }
 
+/// Decodes the key frames of an H.264 MP4 file with the chain a camera uses for analysis
+/// (parse → drop delta units → decode → RGB), as fast as possible. The benchmark's bare-decode
+/// baseline.
+pub fn decode_keyframes_file(path: &std::path::Path) -> Result<Vec<Frame>, String> {
+    gst::init().map_err(|e| format!("GStreamer: {e}"))?;
+    let launch = format!(
+        "filesrc location=\"{}\" ! qtdemux ! h264parse ! identity drop-buffer-flags=delta-unit ! \
+         avdec_h264 ! videoconvert ! video/x-raw,format=RGB ! appsink name=sink sync=false",
+        path.display()
+    );
+    let pipeline = gst::parse::launch(&launch)
+        .map_err(|e| format!("building the decoder for {}: {e}", path.display()))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "not a pipeline".to_owned())?;
+    let sink = pipeline
+        .by_name("sink")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or("no appsink")?;
+    pipeline.set_state(gst::State::Playing).map_err(|e| format!("starting: {e}"))?;
+    let id = CameraId::new("file").map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    while let Ok(sample) = sink.pull_sample() {
+        let (w, h) = sample
+            .caps()
+            .and_then(|c| c.structure(0))
+            .and_then(|st| Some((st.get::<i32>("width").ok()?, st.get::<i32>("height").ok()?)))
+            .unwrap_or((0, 0));
+        let Some(buffer) = sample.buffer_owned() else { continue };
+        let Ok(mapped) = buffer.into_mapped_buffer_readable() else { continue };
+        out.push(Frame {
+            camera: id.clone(),
+            width: w as u32,
+            height: h as u32,
+            rgb: Bytes::from_owner(mapped),
+            received_at: now_ms(),
+        });
+    }
+    let _ = pipeline.set_state(gst::State::Null);
+    if out.is_empty() {
+        return Err(format!("{}: no frame decoded", path.display()));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -153,3 +153,85 @@ async fn a_relay_only_camera_decodes_nothing() -> anyhow::Result<()> {
     drop(sim);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_give_a_clear_health_error_and_right_ones_connect() -> anyhow::Result<()>
+{
+    let clip = Clip::synthetic(320, 180, 10, 2)?;
+    let sim = SimCamera::serve(0, &[("secured", &clip)], Some(("admin", "right-pw")))?;
+    let (bad, _rx_bad) = camera("bad", sim.url().replace("rtsp://", "rtsp://admin:wrong-pw@"));
+    let (good, _rx_good) = camera("good", sim.url().replace("rtsp://", "rtsp://admin:right-pw@"));
+    let h = wait_for(Duration::from_secs(20), "an error in the bad camera's health", || {
+        let h = bad.health();
+        async move { Ok(h.last_error.is_some().then_some(h)) }
+    })
+    .await?;
+    let err = h.last_error.unwrap();
+    assert!(err.to_lowercase().contains("authoriz"), "the error says what is wrong: {err}");
+    assert!(!err.contains("wrong-pw"), "credentials leaked: {err}");
+    assert_ne!(h.state, CameraState::Online);
+    wait_for(Duration::from_secs(20), "the camera with the right password online", || {
+        let ok = good.health().state == CameraState::Online;
+        async move { Ok(ok.then_some(())) }
+    })
+    .await?;
+    bad.stop();
+    good.stop();
+    Ok(())
+}
+
+/// Input frames counted for a camera over one second (its delivered fps).
+async fn fps_of(cam: &Camera) -> u64 {
+    let before = cam.health().frames_in;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    cam.health().frames_in.saturating_sub(before)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_server_many_mounts_stalled_and_garbage_cameras_leave_the_others_alone()
+-> anyhow::Result<()> {
+    let clip = Clip::synthetic(320, 180, 10, 2)?;
+    let sim = SimCamera::serve(0, &[("m1", &clip), ("m2", &clip), ("m3", &clip)], None)?;
+    let (c1, _r1) = camera("m1", sim.url_of("m1"));
+    let (c2, _r2) = camera("m2", sim.url_of("m2"));
+    let (c3, _r3) = camera("m3", sim.url_of("m3"));
+    wait_for(Duration::from_secs(30), "three mounts online", || {
+        let ok = [&c1, &c2, &c3]
+            .iter()
+            .all(|c| c.health().state == CameraState::Online && c.health().frames_in > 10);
+        async move { Ok(ok.then_some(())) }
+    })
+    .await?;
+
+    // Stall m2, feed garbage to m3.
+    sim.stall("m2", true);
+    sim.garbage("m3", true);
+    let h2 = wait_for(Duration::from_secs(30), "the stalled camera offline", || {
+        let h = c2.health();
+        async move { Ok((h.state != CameraState::Online && h.last_error.is_some()).then_some(h)) }
+    })
+    .await?;
+    assert!(h2.last_error.as_deref().is_some_and(|e| e.contains("no data")), "{h2:?}");
+    // Meanwhile m1 delivers at its full rate (10 fps; a loaded machine may count 8 or 9).
+    let fps = fps_of(&c1).await;
+    assert!(fps >= 7, "m1 delivered {fps} frames in a second while the others failed");
+    assert_eq!(c1.health().state, CameraState::Online);
+
+    // Faults end: both come back by themselves and decode again.
+    sim.stall("m2", false);
+    sim.garbage("m3", false);
+    for c in [&c2, &c3] {
+        let decoded = c.health().frames_decoded;
+        wait_for(Duration::from_secs(40), "a faulty camera back and decoding", || {
+            let h = c.health();
+            async move {
+                Ok((h.state == CameraState::Online && h.frames_decoded > decoded + 1).then_some(()))
+            }
+        })
+        .await?;
+    }
+    for c in [c1, c2, c3] {
+        c.stop();
+    }
+    Ok(())
+}

@@ -22,6 +22,7 @@ fn hit(key: &str, ts: i64) -> FindingHit {
         count: 1,
         last_value: Some(ts as f64),
         details: "{}".into(),
+        evidence: Vec::new(),
     }
 }
 

@@ -10,3 +10,4 @@ mod logs;
 mod offline;
 mod scenario;
 mod shared_group;
+mod video;

@@ -21,9 +21,14 @@ async fn run(
     let scenario = Scenario::demo();
     let secrets: Vec<(String, String)> =
         scenario.devices.iter().map(|d| (d.id.to_owned(), secret_of(d.id))).collect();
-    let opts =
-        DemoOptions { http: String::new(), mqtt: String::new(), data_dir: Default::default() };
-    let mut cfg = hub::demo::config(&opts, &scenario, &secrets)?;
+    let opts = DemoOptions {
+        http: String::new(),
+        mqtt: String::new(),
+        data_dir: Default::default(),
+        models: Vec::new(),
+        clips: None,
+    };
+    let mut cfg = hub::demo::config(&opts, &scenario, &secrets, "")?;
     configure(&mut cfg);
     let th = TestHub::start(cfg, StartOptions::default()).await?;
     // An external broker delivers only to existing subscriptions: wait for the hub's.

@@ -1,6 +1,7 @@
 //! The HTTP API (axum). [`router`] builds the whole app; tests drive it with `oneshot` and over a
 //! real socket.
 
+mod cameras;
 mod openapi;
 
 use std::sync::Arc;
@@ -9,6 +10,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+
+use crate::cameras::CameraManager;
+use crate::store::Evidence;
 use axum::{Json, Router};
 use common::{Clock, DeviceId, FindingState, Severity, UnixMs};
 use serde::Deserialize;
@@ -30,6 +34,11 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// The MQTT source is connected and subscribed.
     pub mqtt_ready: Arc<std::sync::atomic::AtomicBool>,
+    pub cameras: CameraManager,
+    /// `data_dir/evidence`.
+    pub evidence_dir: std::path::PathBuf,
+    /// The configuration file, when the hub was started from one (for reload).
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -41,6 +50,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/findings/{id}", get(get_finding))
         .route("/api/v1/findings/{id}/acknowledge", post(acknowledge))
         .route("/api/v1/findings/{id}/clear", post(clear))
+        .route("/api/v1/findings/{id}/evidence", get(evidence_file))
+        .route("/api/v1/cameras", get(cameras::list).post(cameras::create))
+        .route(
+            "/api/v1/cameras/{id}",
+            get(cameras::get_one).patch(cameras::update).delete(cameras::delete),
+        )
+        .route("/api/v1/cameras/{id}/snapshot", get(cameras::snapshot))
+        .route("/api/v1/config/reload", post(cameras::reload))
         .route("/api/v1/devices", get(list_devices).post(register_device))
         .route("/api/v1/devices/{id}", get(get_device))
         .route("/api/v1/devices/{id}/readings", get(readings))
@@ -78,6 +95,33 @@ fn list<T: std::str::FromStr<Err = String>>(
         .filter(|p| !p.is_empty())
         .map(|p| p.trim().parse::<T>().map_err(|e| Error::InvalidArgument(format!("{name}: {e}"))))
         .collect()
+}
+
+fn evidence_json(e: &Evidence) -> Value {
+    let url = format!("/api/v1/findings/{}/evidence?item={}", e.finding_id, e.id);
+    json!({
+        "id": e.id,
+        "captured_at": rfc3339(e.captured_at),
+        "annotated_url": url,
+        "frame_url": format!("{url}&variant=frame"),
+        "detections": e.detections,
+    })
+}
+
+/// Findings as JSON with their evidence (one query for all of them).
+async fn findings_json(store: &Store, items: &[Finding]) -> Result<Vec<Value>, Error> {
+    let ids: Vec<i64> = items.iter().filter(|f| f.camera_id.is_some()).map(|f| f.id).collect();
+    let evidence = store.evidence(&ids).await?;
+    Ok(items
+        .iter()
+        .map(|f| {
+            let mut v = finding_json(f);
+            let ev: Vec<Value> =
+                evidence.iter().filter(|e| e.finding_id == f.id).map(evidence_json).collect();
+            v["evidence"] = Value::Array(ev);
+            v
+        })
+        .collect())
 }
 
 fn finding_json(f: &Finding) -> Value {
@@ -127,6 +171,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
 struct FindingQuery {
     site: Option<String>,
     device: Option<String>,
+    camera: Option<String>,
     rule: Option<String>,
     state: Option<String>,
     severity: Option<String>,
@@ -154,6 +199,7 @@ async fn list_findings(
     let filter = FindingFilter {
         site: q.site,
         device: q.device,
+        camera: q.camera,
         rule: q.rule,
         states: list::<FindingState>("state", &q.state)?,
         severities: list::<Severity>("severity", &q.severity)?,
@@ -168,7 +214,7 @@ async fn list_findings(
         items.last().map(|f| f.id.to_string())
     });
     Ok(Json(json!({
-        "items": items.iter().map(finding_json).collect::<Vec<_>>(),
+        "items": findings_json(&s.store, &items).await?,
         "next": next.flatten(),
     })))
 }
@@ -183,7 +229,55 @@ async fn get_finding(
 ) -> Result<Json<Value>, Error> {
     let id = parse_id(&id)?;
     let f = s.store.finding(id).await?.ok_or(Error::NotFound(format!("finding {id}")))?;
-    Ok(Json(finding_json(&f)))
+    Ok(Json(findings_json(&s.store, std::slice::from_ref(&f)).await?.remove(0)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvidenceQuery {
+    /// Evidence id (from the finding's `evidence` list); default: the latest.
+    item: Option<i64>,
+    /// `annotated` (default) or `frame`.
+    variant: Option<String>,
+}
+
+/// One evidence image of a finding as JPEG.
+async fn evidence_file(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<EvidenceQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Error> {
+    let Query(q) = q.map_err(|e| Error::InvalidArgument(e.body_text()))?;
+    let id = parse_id(&id)?;
+    s.store.finding(id).await?.ok_or(Error::NotFound(format!("finding {id}")))?;
+    let all = s.store.evidence(&[id]).await?;
+    let e = match q.item {
+        Some(item) => all.iter().find(|e| e.id == item).ok_or_else(|| {
+            Error::NotFound(format!("evidence {item} of finding {id} (see the finding's evidence)"))
+        })?,
+        None => all.last().ok_or_else(|| {
+            Error::NotFound(format!("evidence of finding {id} (only video findings have images)"))
+        })?,
+    };
+    let rel = match q.variant.as_deref().unwrap_or("annotated") {
+        "annotated" => &e.annotated_path,
+        "frame" => &e.frame_path,
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "variant={other:?}: use annotated (boxes drawn) or frame (clean)"
+            )));
+        }
+    };
+    // Stored paths are ours, but never leave the evidence folder.
+    if rel.contains("..") || rel.starts_with('/') {
+        return Err(Error::InvalidArgument(format!("evidence path {rel:?} is not relative")));
+    }
+    let path = s.evidence_dir.join(rel);
+    let bytes = tokio::fs::read(&path).await.map_err(|source| Error::Io {
+        context: format!("reading evidence {}", path.display()),
+        source,
+    })?;
+    Ok(([(header::CONTENT_TYPE, "image/jpeg")], bytes).into_response())
 }
 
 async fn acknowledge(
@@ -192,12 +286,12 @@ async fn acknowledge(
 ) -> Result<Json<Value>, Error> {
     let f =
         s.store.transition(parse_id(&id)?, FindingState::Acknowledged, s.clock.now_ms()).await?;
-    Ok(Json(finding_json(&f)))
+    Ok(Json(findings_json(&s.store, std::slice::from_ref(&f)).await?.remove(0)))
 }
 
 async fn clear(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, Error> {
     let f = s.store.transition(parse_id(&id)?, FindingState::Cleared, s.clock.now_ms()).await?;
-    Ok(Json(finding_json(&f)))
+    Ok(Json(findings_json(&s.store, std::slice::from_ref(&f)).await?.remove(0)))
 }
 
 fn device_json(d: &Device) -> Value {

@@ -38,12 +38,41 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 20)]
         seconds: u64,
     },
+    /// Video: hub CPU per analysed and per relayed camera, missed analysis slots, and the cost
+    /// per analysed frame against bare decode + inference.
+    Cameras {
+        /// The H.264 MP4 clip every simulated camera serves.
+        #[arg(
+            long,
+            default_value = "../shared/data/videos/intel_worker-zone-detection_from-gif.mp4"
+        )]
+        clip: std::path::PathBuf,
+        /// Model search path (repeatable); FastestDet must be on it.
+        #[arg(long = "models", default_values = ["models", "../shared/data/models"])]
+        models: Vec<std::path::PathBuf>,
+        /// Analysed camera counts to run, comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "10,50,100,150")]
+        counts: Vec<usize>,
+        /// Relay-only cameras (0: skip).
+        #[arg(long, default_value_t = 100)]
+        relay: usize,
+        /// Measurement window per step, seconds.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
 }
 
 pub fn run(cmd: BenchCmd) -> ExitCode {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let BenchCmd::Sensors { devices, messages, rate, seconds } = cmd;
-    match rt.block_on(sensors(devices, messages, rate, seconds)) {
+    let r = match cmd {
+        BenchCmd::Sensors { devices, messages, rate, seconds } => {
+            rt.block_on(sensors(devices, messages, rate, seconds))
+        }
+        BenchCmd::Cameras { clip, models, counts, relay, seconds } => {
+            rt.block_on(super::bench_cameras::cameras(clip, models, counts, relay, seconds))
+        }
+    };
+    match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench failed: {e:#}");

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod bench;
+mod bench_cameras;
 mod config_cmd;
 mod device;
 mod models;
@@ -36,6 +37,13 @@ enum Cmd {
         /// Where the demo keeps its database, findings and credentials.
         #[arg(long, default_value = ".demo")]
         data_dir: PathBuf,
+        /// Model search path, repeatable (the project's models/ and a mirror of the published
+        /// models such as ../shared/data/models).
+        #[arg(long = "models", default_value = "models")]
+        models: Vec<PathBuf>,
+        /// Folder of the sample clips the simulated cameras serve (synthetic video if absent).
+        #[arg(long)]
+        clips: Option<PathBuf>,
     },
     /// Configuration files.
     #[command(subcommand)]
@@ -72,9 +80,9 @@ pub fn main() -> ExitCode {
             init_logging();
             run::run(&config)
         }
-        Cmd::Demo { http, mqtt, data_dir } => {
+        Cmd::Demo { http, mqtt, data_dir, models, clips } => {
             init_logging();
-            run::demo(hub::demo::DemoOptions { http, mqtt, data_dir })
+            run::demo(hub::demo::DemoOptions { http, mqtt, data_dir, models, clips })
         }
         Cmd::Bench(b) => {
             init_logging();

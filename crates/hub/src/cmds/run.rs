@@ -23,7 +23,9 @@ pub fn run(path: &Path) -> ExitCode {
     runtime().block_on(async {
         let shutdown = Shutdown::new();
         shutdown.install_signal_handlers();
-        match Hub::start(cfg, StartOptions { shutdown, ..Default::default() }).await {
+        let opts =
+            StartOptions { shutdown, config_path: Some(path.to_path_buf()), ..Default::default() };
+        match Hub::start(cfg, opts).await {
             Ok(hub) => {
                 hub.wait().await;
                 ExitCode::SUCCESS

@@ -10,6 +10,7 @@ pub mod decode;
 pub mod nms;
 pub mod preprocess;
 pub mod resize;
+pub mod scene;
 
 use std::sync::Arc;
 

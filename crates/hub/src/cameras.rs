@@ -1,0 +1,638 @@
+//! Cameras at run time: one ingest source per camera, a bounded frame queue shared by all of
+//! them, analysis workers that run each camera's models and rules, evidence, and the camera
+//! offline monitor.
+//!
+//! ```text
+//! camera threads ──try_send──▶ frame queue (vision.queue; full → frame dropped, counted)
+//!                                   │
+//!                      analysis workers (vision.workers threads)
+//!      latest frame (snapshot) · motion gate · detectors (pooled sessions) · scene rules
+//!                                   │ firing
+//!                 evidence JPEGs ──▶ writer queue ──▶ finding + evidence rows, one transaction
+//! ```
+//!
+//! Adding, changing or removing a camera starts or stops only that camera's source; the other
+//! cameras' threads are never touched. Cameras from the configuration file are read-only
+//! through the API (the file is their source of truth; `reload` applies its changes); cameras
+//! added through the API are stored and come back after a restart.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::metrics::{Counter, Registry as Metrics};
+use common::{Severity, UnixMs};
+use inference::ModelLibrary;
+use inference::manifest::Task;
+use inference::vision::scene::{Firing, MotionGate, SceneRules};
+use inference::vision::{Detection, Detector};
+use ingest::camera::{Analysis, Camera as Source, CameraSpec, CameraState, Frame, Health};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::error::Error;
+use crate::registry::Registry;
+use crate::store::{Batch, CameraRow, FindingHit, Store};
+
+/// Settings the manager takes from `[vision]` and `data_dir`.
+#[derive(Debug, Clone)]
+pub struct VisionSettings {
+    pub queue: usize,
+    pub workers: usize,
+    pub batch: usize,
+    pub utc_offset_s: i32,
+    pub jpeg_quality: u8,
+    /// `data_dir/evidence`.
+    pub evidence_dir: PathBuf,
+}
+
+impl VisionSettings {
+    pub fn from_config(cfg: &config::Config) -> Self {
+        let v = &cfg.vision;
+        Self {
+            queue: v.queue,
+            workers: v.workers,
+            batch: v.batch,
+            utc_offset_s: config::parse_utc_offset(&v.utc_offset).unwrap_or(0),
+            jpeg_quality: v.jpeg_quality,
+            evidence_dir: cfg.data_dir.join("evidence"),
+        }
+    }
+}
+
+/// Analysis state of one camera, shared by the workers.
+struct Scene {
+    rules: SceneRules,
+    gate: Option<MotionGate>,
+    latest: Option<Frame>,
+    stats: AnalysisStats,
+}
+
+/// What analysis did with a camera's frames.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AnalysisStats {
+    /// Frames the models looked at.
+    pub frames_analysed: u64,
+    /// Frames the motion gate skipped (still scene).
+    pub frames_still: u64,
+    /// Rule firings (each a finding occurrence with evidence).
+    pub firings: u64,
+    /// The last analysis problem (a missing model, a bad frame), if any.
+    pub analysis_error: Option<String>,
+}
+
+struct Entry {
+    spec: config::Camera,
+    source: String,
+    created_at: UnixMs,
+    updated_at: UnixMs,
+    running: Option<Source>,
+    scene: Arc<Mutex<Scene>>,
+    /// The camera was online since its last offline finding.
+    was_online: bool,
+}
+
+/// A camera as the API shows it (credentials redacted).
+#[derive(Debug, Clone, Serialize)]
+pub struct CameraView {
+    #[serde(flatten)]
+    pub spec: config::Camera,
+    pub source: String,
+    pub created_at: UnixMs,
+    pub updated_at: UnixMs,
+    pub health: Health,
+    pub analysis: AnalysisStats,
+}
+
+struct Shared {
+    settings: VisionSettings,
+    library: Arc<ModelLibrary>,
+    registry: Arc<Registry>,
+    store: Store,
+    cams: Mutex<BTreeMap<String, Entry>>,
+    /// None once stopping: no new camera starts.
+    frames: Mutex<Option<mpsc::Sender<Frame>>>,
+    dropped: Arc<Counter>,
+    analysed: Arc<Counter>,
+    /// Taken at stop, so that the writer ends once workers and monitor have finished.
+    writer: Mutex<Option<mpsc::Sender<Batch>>>,
+}
+
+/// The running cameras.
+#[derive(Clone)]
+pub struct CameraManager {
+    shared: Arc<Shared>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn now_ms() -> UnixMs {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl CameraManager {
+    /// Starts the analysis workers; cameras are added with [`CameraManager::put`]. Returns the
+    /// workers' join handles (they end after [`CameraManager::stop`]).
+    pub fn new(
+        settings: VisionSettings,
+        library: Arc<ModelLibrary>,
+        registry: Arc<Registry>,
+        store: Store,
+        writer: mpsc::Sender<Batch>,
+        metrics: &Metrics,
+    ) -> (Self, Vec<std::thread::JoinHandle<()>>) {
+        let (tx, rx) = mpsc::channel(settings.queue);
+        let shared = Arc::new(Shared {
+            library,
+            registry,
+            store,
+            cams: Mutex::new(BTreeMap::new()),
+            frames: Mutex::new(Some(tx)),
+            dropped: metrics.counter(
+                "hub_camera_frames_dropped_total",
+                "Decoded frames dropped because the analysis queue was full",
+                &[],
+            ),
+            analysed: metrics.counter(
+                "hub_camera_frames_analysed_total",
+                "Frames the camera rules' models looked at",
+                &[],
+            ),
+            writer: Mutex::new(Some(writer.clone())),
+            settings,
+        });
+        let rx = Arc::new(Mutex::new(rx));
+        let workers = (0..shared.settings.workers.max(1))
+            .map(|i| {
+                let (rx, shared, writer) = (rx.clone(), shared.clone(), writer.clone());
+                std::thread::Builder::new()
+                    .name(format!("vision-{i}"))
+                    .spawn(move || worker(rx, shared, writer))
+                    .expect("spawning an analysis worker")
+            })
+            .collect();
+        (Self { shared }, workers)
+    }
+
+    /// Checks a camera against what the hub has: its own problems, its site, and its rules'
+    /// models and labels. Each problem says where and what.
+    pub fn check(&self, c: &config::Camera, at: &str) -> Vec<String> {
+        let mut out: Vec<String> =
+            c.validate(at).iter().map(|p| format!("{}: {}", p.path, p.message)).collect();
+        if !self.shared.registry.sites.contains_key(c.site.as_str()) {
+            let known: Vec<&String> = self.shared.registry.sites.keys().collect();
+            out.push(format!("{at}.site: {:?} is not a configured site; known: {known:?}", c.site));
+        }
+        let lib = &self.shared.library;
+        for (j, r) in c.rules.iter().enumerate() {
+            let at = format!("{at}.rules[{j}]");
+            match lib.get(&r.model) {
+                Ok(m) if m.manifest.task != Task::Detection => out.push(format!(
+                    "{at}.model: {:?} is a {:?} model, not a detection model",
+                    r.model, m.manifest.task
+                )),
+                Ok(m) => {
+                    for l in &r.labels {
+                        if !m.manifest.labels.contains(l) {
+                            out.push(format!(
+                                "{at}.labels: model {:?} has no label {l:?} (it has e.g. {:?})",
+                                r.model,
+                                m.manifest.labels.iter().take(5).collect::<Vec<_>>()
+                            ));
+                        }
+                    }
+                }
+                // A model that failed to load is reported by name; the camera still runs and
+                // shows the problem in its health.
+                Err(_) if lib.report.failed.iter().any(|f| f.name == r.model) => {}
+                Err(_) => out.push(format!(
+                    "{at}.model: no model {:?} in the library; loaded: {:?}",
+                    r.model,
+                    lib.names().collect::<Vec<_>>()
+                )),
+            }
+        }
+        out
+    }
+
+    /// Adds a camera or replaces the one with its id (restarting only that camera's source).
+    pub fn put(&self, spec: config::Camera, source: &str, created_at: UnixMs) {
+        let frames = lock(&self.shared.frames).clone();
+        let scene = Scene {
+            rules: SceneRules::new(&spec, self.shared.settings.utc_offset_s),
+            gate: spec.motion_threshold.map(MotionGate::new),
+            latest: None,
+            stats: AnalysisStats::default(),
+        };
+        let running = match (&frames, spec.enabled) {
+            (Some(tx), true) => Some(Source::start(
+                CameraSpec {
+                    id: spec.id.clone(),
+                    url: spec.url.clone(),
+                    latency_ms: spec.latency_ms,
+                    analysis: match spec.analysis {
+                        config::AnalysisMode::Keyframes => Analysis::Keyframes,
+                        config::AnalysisMode::Fps => Analysis::Fps(spec.fps.unwrap_or(1)),
+                        config::AnalysisMode::Off => Analysis::Off,
+                    },
+                },
+                tx.clone(),
+                self.shared.dropped.clone(),
+            )),
+            _ => None,
+        };
+        let id = spec.id.to_string();
+        info!(camera = %id, url = %ingest::camera::redact(&spec.url), "camera started");
+        let entry = Entry {
+            spec,
+            source: source.into(),
+            created_at,
+            updated_at: now_ms(),
+            running,
+            scene: Arc::new(Mutex::new(scene)),
+            was_online: false,
+        };
+        let old = lock(&self.shared.cams).insert(id, entry);
+        if let Some(old) = old.and_then(|o| o.running) {
+            // Joining the old pipeline's thread takes a moment: not on the caller's thread.
+            std::thread::spawn(move || old.stop());
+        }
+    }
+
+    /// Removes a camera; false when there is none with this id.
+    pub fn remove(&self, id: &str) -> bool {
+        let old = lock(&self.shared.cams).remove(id);
+        match old {
+            Some(e) => {
+                if let Some(r) = e.running {
+                    std::thread::spawn(move || r.stop());
+                }
+                info!(camera = %id, "camera removed");
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<CameraView> {
+        lock(&self.shared.cams).get(id).map(view)
+    }
+
+    pub fn list(&self) -> Vec<CameraView> {
+        lock(&self.shared.cams).values().map(view).collect()
+    }
+
+    /// The spec and source of a camera (URL credentials included, for PATCH).
+    pub fn spec(&self, id: &str) -> Option<(config::Camera, String, UnixMs)> {
+        lock(&self.shared.cams).get(id).map(|e| (e.spec.clone(), e.source.clone(), e.created_at))
+    }
+
+    /// The camera's latest decoded frame as JPEG.
+    pub fn snapshot(&self, id: &str) -> Result<Vec<u8>, Error> {
+        let (scene, analysis) = {
+            let cams = lock(&self.shared.cams);
+            let e = cams.get(id).ok_or_else(|| Error::NotFound(format!("camera {id:?}")))?;
+            (e.scene.clone(), e.spec.analysis)
+        };
+        if analysis == config::AnalysisMode::Off {
+            return Err(Error::Conflict(format!(
+                "camera {id:?} is relay-only (analysis = \"off\"): it decodes no frame to snapshot"
+            )));
+        }
+        let frame = lock(&scene).latest.clone().ok_or_else(|| {
+            Error::NotFound(format!("a frame of camera {id:?} (none decoded yet; see its health)"))
+        })?;
+        crate::evidence::jpeg(
+            &frame.rgb,
+            frame.width,
+            frame.height,
+            self.shared.settings.jpeg_quality,
+        )
+        .map_err(Error::InvalidArgument)
+    }
+
+    /// Stored cameras (API ones) and the configuration's cameras, started. Config cameras are
+    /// written to the store too, so a camera's id is unique across both.
+    pub async fn load(&self, cfg_cameras: &[config::Camera]) -> Result<(), Error> {
+        let now = now_ms();
+        let stored = self.shared.store.cameras().await?;
+        for c in cfg_cameras {
+            let row = CameraRow {
+                id: c.id.to_string(),
+                site_id: c.site.to_string(),
+                spec: serde_json::to_string(c).unwrap_or_default(),
+                source: "config".into(),
+                created_at: now,
+                updated_at: now,
+            };
+            self.shared.store.upsert_camera(&row, true).await?;
+            for p in self.check(c, &format!("cameras[{}]", c.id)) {
+                warn!("{p}");
+            }
+            let created = stored.iter().find(|r| r.id == row.id).map_or(now, |r| r.created_at);
+            self.put(c.clone(), "config", created);
+        }
+        for row in stored {
+            if row.source == "config" {
+                // A config camera no longer in the file.
+                if !cfg_cameras.iter().any(|c| c.id.as_str() == row.id) {
+                    self.shared.store.delete_camera(&row.id).await?;
+                }
+                continue;
+            }
+            match serde_json::from_str::<config::Camera>(&row.spec) {
+                Ok(c) => self.put(c, &row.source, row.created_at),
+                Err(e) => error!(camera = %row.id, error = %e, "stored camera unreadable; skipped"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the configuration file's cameras: new ones start, changed ones restart, removed
+    /// ones stop; API cameras and unchanged cameras are not touched. Returns (added, changed,
+    /// removed) ids.
+    pub async fn reload(
+        &self,
+        cfg_cameras: &[config::Camera],
+    ) -> Result<(Vec<String>, Vec<String>, Vec<String>), Error> {
+        let now = now_ms();
+        let (mut added, mut changed, mut removed) = (Vec::new(), Vec::new(), Vec::new());
+        let current: HashMap<String, (config::Camera, String)> = lock(&self.shared.cams)
+            .iter()
+            .map(|(k, e)| (k.clone(), (e.spec.clone(), e.source.clone())))
+            .collect();
+        for c in cfg_cameras {
+            let id = c.id.to_string();
+            match current.get(&id) {
+                Some((_, src)) if src != "config" => {
+                    return Err(Error::Conflict(format!(
+                        "camera {id:?} in the file is also an API camera; delete one of them"
+                    )));
+                }
+                Some((old, _)) if old == c => continue,
+                Some(_) => changed.push(id.clone()),
+                None => added.push(id.clone()),
+            }
+            let row = CameraRow {
+                id: id.clone(),
+                site_id: c.site.to_string(),
+                spec: serde_json::to_string(c).unwrap_or_default(),
+                source: "config".into(),
+                created_at: now,
+                updated_at: now,
+            };
+            self.shared.store.upsert_camera(&row, true).await?;
+            self.put(c.clone(), "config", now);
+        }
+        for (id, (_, src)) in current {
+            if src == "config" && !cfg_cameras.iter().any(|c| c.id.as_str() == id) {
+                self.shared.store.delete_camera(&id).await?;
+                self.remove(&id);
+                removed.push(id);
+            }
+        }
+        Ok((added, changed, removed))
+    }
+
+    /// Once a second: a camera that was online and now is not gets an offline finding (one per
+    /// outage). Runs until `shutdown`.
+    pub async fn run_monitor(self, shutdown: common::Shutdown) {
+        let Some(writer) = lock(&self.shared.writer).clone() else { return };
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let mut hits = Vec::new();
+            {
+                let mut cams = lock(&self.shared.cams);
+                for e in cams.values_mut() {
+                    let Some(r) = &e.running else { continue };
+                    let h = r.health();
+                    match h.state {
+                        CameraState::Online => e.was_online = true,
+                        CameraState::Offline if e.was_online => {
+                            e.was_online = false;
+                            let why = h.last_error.unwrap_or_else(|| "no data".into());
+                            hits.push(self.offline_hit(&e.spec, &why));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if !hits.is_empty() {
+                let batch = Batch { findings: hits, ..Batch::default() };
+                if writer.send(batch).await.is_err() {
+                    break;
+                }
+            }
+        }
+        drop(writer);
+        let me = self.clone();
+        let _ = tokio::task::spawn_blocking(move || me.stop()).await;
+    }
+
+    fn offline_hit(&self, c: &config::Camera, why: &str) -> FindingHit {
+        let at = now_ms();
+        let site = c.site.to_string();
+        FindingHit {
+            dedup_key: FindingHit::key(&site, c.id.as_str(), "camera-offline", "offline"),
+            camera_id: Some(c.id.to_string()),
+            device_id: None,
+            rule: "camera-offline".into(),
+            kind: "offline".into(),
+            severity: Severity::Minor,
+            item_code: None,
+            region: self.shared.registry.sites.get(&site).map(|s| s.region.clone()),
+            summary: format!("Camera {} offline: {why}", c.id),
+            first_seen: at,
+            last_seen: at,
+            count: 1,
+            last_value: None,
+            details: serde_json::json!({ "reason": why }).to_string(),
+            evidence: Vec::new(),
+            site_id: site,
+        }
+    }
+
+    /// Stops every camera and closes the frame queue; the workers end once it is drained.
+    pub fn stop(&self) {
+        lock(&self.shared.frames).take();
+        lock(&self.shared.writer).take();
+        let cams = std::mem::take(&mut *lock(&self.shared.cams));
+        for (_, e) in cams {
+            if let Some(r) = e.running {
+                r.stop();
+            }
+        }
+    }
+}
+
+fn view(e: &Entry) -> CameraView {
+    let mut spec = e.spec.clone();
+    spec.url = ingest::camera::redact(&spec.url);
+    let health = e
+        .running
+        .as_ref()
+        .map(|r| r.health())
+        .unwrap_or(Health { state: CameraState::Stopped, ..Health::default() });
+    CameraView {
+        spec,
+        source: e.source.clone(),
+        created_at: e.created_at,
+        updated_at: e.updated_at,
+        health,
+        analysis: lock(&e.scene).stats.clone(),
+    }
+}
+
+/// An analysis worker: takes up to `batch` frames at a time from the shared queue.
+fn worker(rx: Arc<Mutex<mpsc::Receiver<Frame>>>, shared: Arc<Shared>, writer: mpsc::Sender<Batch>) {
+    let mut detectors: HashMap<String, Detector> = HashMap::new();
+    let mut detections: Vec<Detection> = Vec::new();
+    let mut firings: Vec<Firing> = Vec::new();
+    let mut frames = Vec::with_capacity(shared.settings.batch);
+    loop {
+        {
+            let mut rx = lock(&rx);
+            match rx.blocking_recv() {
+                Some(f) => frames.push(f),
+                None => break,
+            }
+            while frames.len() < shared.settings.batch {
+                match rx.try_recv() {
+                    Ok(f) => frames.push(f),
+                    Err(_) => break,
+                }
+            }
+        }
+        for frame in frames.drain(..) {
+            analyse(&shared, &writer, frame, &mut detectors, &mut detections, &mut firings);
+        }
+    }
+}
+
+fn analyse(
+    shared: &Shared,
+    writer: &mpsc::Sender<Batch>,
+    frame: Frame,
+    detectors: &mut HashMap<String, Detector>,
+    detections: &mut Vec<Detection>,
+    firings: &mut Vec<Firing>,
+) {
+    let (scene, spec) = {
+        let cams = lock(&shared.cams);
+        let Some(e) = cams.get(frame.camera.as_str()) else { return };
+        (e.scene.clone(), e.spec.clone())
+    };
+    let mut scene = lock(&scene);
+    scene.latest = Some(frame.clone());
+    if scene.rules.is_empty() {
+        return;
+    }
+    if let Some(g) = &mut scene.gate
+        && !g.moved(&frame.rgb, frame.width, frame.height)
+    {
+        scene.stats.frames_still += 1;
+        return;
+    }
+    scene.stats.frames_analysed += 1;
+    shared.analysed.inc();
+    for model in scene.rules.models() {
+        let det = match detectors.get_mut(&model) {
+            Some(d) => d,
+            None => match shared.library.get(&model).and_then(Detector::new) {
+                Ok(d) => detectors.entry(model.clone()).or_insert(d),
+                Err(e) => {
+                    let msg = e.to_string();
+                    if scene.stats.analysis_error.as_deref() != Some(&msg) {
+                        warn!(camera = %frame.camera, model = %model, error = %msg, "camera rules cannot run");
+                    }
+                    scene.stats.analysis_error = Some(msg);
+                    continue;
+                }
+            },
+        };
+        if let Err(e) = det.detect_into(&frame.rgb, frame.width, frame.height, detections) {
+            scene.stats.analysis_error = Some(e.to_string());
+            continue;
+        }
+        firings.clear();
+        scene.rules.evaluate(
+            &model,
+            detections,
+            frame.width,
+            frame.height,
+            frame.received_at,
+            firings,
+        );
+        for f in firings.drain(..) {
+            scene.stats.firings += 1;
+            match fire(shared, &spec, &frame, detections, &f) {
+                Ok(hit) => {
+                    let batch = Batch { findings: vec![hit], ..Batch::default() };
+                    if writer.blocking_send(batch).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    error!(camera = %frame.camera, rule = %f.rule_id, error = %e, "writing evidence failed; finding not raised");
+                    scene.stats.analysis_error = Some(e.to_string());
+                }
+            }
+        }
+    }
+}
+
+fn fire(
+    shared: &Shared,
+    c: &config::Camera,
+    frame: &Frame,
+    detections: &[Detection],
+    f: &Firing,
+) -> Result<FindingHit, Error> {
+    let evidence = crate::evidence::write(
+        &shared.settings.evidence_dir,
+        c.id.as_str(),
+        &f.rule_id,
+        frame.received_at,
+        &frame.rgb,
+        frame.width,
+        frame.height,
+        detections,
+        &f.matched,
+        shared.settings.jpeg_quality,
+    )?;
+    let site = c.site.to_string();
+    let best =
+        f.matched.iter().filter_map(|&i| detections.get(i)).map(|d| d.score).fold(0.0, f32::max);
+    Ok(FindingHit {
+        dedup_key: FindingHit::key(&site, c.id.as_str(), &f.rule_id, "detection"),
+        camera_id: Some(c.id.to_string()),
+        device_id: None,
+        rule: f.rule_id.clone(),
+        kind: "detection".into(),
+        severity: f.severity,
+        item_code: Some(f.item_code.clone()),
+        region: shared.registry.sites.get(&site).map(|s| s.region.clone()),
+        summary: format!(
+            "{}: {}",
+            if c.name.trim().is_empty() { c.id.as_str() } else { &c.name },
+            f.summary
+        ),
+        first_seen: f.since.min(frame.received_at),
+        last_seen: frame.received_at,
+        count: 1,
+        last_value: Some(f.count as f64),
+        details: serde_json::json!({ "count": f.count, "best_score": best, "since": f.since })
+            .to_string(),
+        evidence: vec![evidence],
+        site_id: site,
+    })
+}

@@ -1,0 +1,201 @@
+//! The video path end to end: a simulated RTSP camera serving a shared clip → key-frame decode
+//! → FastestDet → zone rule → a finding with JPEG evidence; cameras managed through the API;
+//! a killed camera raises an offline finding.
+
+use std::time::Duration;
+
+use devices::camera::{Clip, SimCamera};
+use hub::StartOptions;
+use serde_json::{Value, json};
+use tests::{TestHub, config_with, model_search_path, shared_data, small_site, wait_for};
+
+const ZONE_RULE: &str = r#"
+[[cameras.zones]]
+name = "floor-left"
+polygon = [[0.0, 0.4], [0.5, 0.4], [0.5, 1.0], [0.0, 1.0]]
+[[cameras.rules]]
+id = "person-in-zone"
+model = "fastestdet"
+labels = ["person"]
+min_score = 0.5
+zone = "floor-left"
+cooldown = "1h"
+severity = "major"
+item_code = "11610100000001"
+summary = "person in the restricted floor zone"
+"#;
+
+async fn send(th: &TestHub, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let url = format!("{}{path}", th.base);
+    let mut req = match method {
+        "POST" => th.http.post(url),
+        "PATCH" => th.http.patch(url),
+        "DELETE" => th.http.delete(url),
+        _ => th.http.get(url),
+    };
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("request");
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+async fn bytes(th: &TestHub, path: &str) -> anyhow::Result<(u16, String, Vec<u8>)> {
+    let r = th.http.get(format!("{}{path}", th.base)).send().await?;
+    let status = r.status().as_u16();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    Ok((status, ct, r.bytes().await?.to_vec()))
+}
+
+fn jpeg_size(b: &[u8]) -> (u16, u16) {
+    let mut d = jpeg_decoder::Decoder::new(b);
+    d.decode().expect("a JPEG");
+    let i = d.info().expect("JPEG info");
+    (i.width, i.height)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_clip_becomes_a_finding_with_jpeg_evidence_and_cameras_are_managed_live()
+-> anyhow::Result<()> {
+    let clip = Clip::from_mp4(&shared_data("videos/intel_worker-zone-detection_from-gif.mp4")?)?;
+    let sim = SimCamera::start(&clip, 0, "dock")?;
+    let relay = SimCamera::start(&Clip::synthetic(320, 180, 10, 2)?, 0, "relay")?;
+    let mut cfg = config_with(&format!(
+        "{}\n[[cameras]]\nid = \"dock\"\nsite = \"s1\"\nname = \"Dock floor\"\nurl = \"{}\"\n{ZONE_RULE}",
+        small_site(&[]),
+        sim.url()
+    ))?;
+    cfg.models.search_path = model_search_path()?;
+    let th = TestHub::start(cfg, StartOptions::default()).await?;
+
+    // The person on the left of the floor becomes one finding with evidence.
+    let f = wait_for(Duration::from_secs(60), "a video finding", || {
+        let th = &th;
+        async move {
+            let items = th.all_findings("camera=dock&rule=person-in-zone").await?;
+            Ok(items.into_iter().find(|f| f["evidence"].as_array().is_some_and(|e| !e.is_empty())))
+        }
+    })
+    .await?;
+    assert_eq!(f["kind"], "detection");
+    assert_eq!(f["severity"], "major");
+    assert_eq!(f["item_code"], "11610100000001");
+    assert_eq!(f["region"], "610100");
+    let ev = &f["evidence"][0];
+    let dets = ev["detections"]["detections"].as_array().expect("detections");
+    assert!(
+        dets.iter().any(|d| d["label"] == "person" && d["matched"] == true),
+        "the evidence names the person: {ev}"
+    );
+    for key in ["annotated_url", "frame_url"] {
+        let (status, ct, body) = bytes(&th, ev[key].as_str().unwrap()).await?;
+        assert_eq!((status, ct.as_str()), (200, "image/jpeg"), "{key}");
+        assert_eq!(jpeg_size(&body), (480, 270), "{key}");
+    }
+    let (status, ct, _) = bytes(&th, &format!("/api/v1/findings/{}/evidence", f["id"])).await?;
+    assert_eq!((status, ct.as_str()), (200, "image/jpeg"));
+    let files = std::fs::read_dir(th.dir.join("evidence"))?.count();
+    assert!(files >= 1, "evidence is stored under data_dir/evidence");
+
+    // Health and snapshot of the config camera.
+    let (s, cam) = send(&th, "GET", "/api/v1/cameras/dock", None).await;
+    assert_eq!(s, 200, "{cam}");
+    assert_eq!(cam["health"]["state"], "online", "{cam}");
+    assert_eq!(cam["source"], "config");
+    assert!(cam["analysis"]["frames_analysed"].as_u64() >= Some(1), "{cam}");
+    let (status, ct, body) = bytes(&th, "/api/v1/cameras/dock/snapshot").await?;
+    assert_eq!((status, ct.as_str()), (200, "image/jpeg"));
+    assert_eq!(jpeg_size(&body), (480, 270));
+    let (s, body) = send(&th, "PATCH", "/api/v1/cameras/dock", Some(json!({"name": "x"}))).await;
+    assert_eq!(s, 409, "config cameras change through the file: {body}");
+
+    // Bad cameras are refused with what and where.
+    for (bad, needle) in [
+        (json!({"id": "b1", "site": "s1", "url": "http://x/y"}), "rtsp://"),
+        (json!({"id": "b2", "site": "nowhere", "url": "rtsp://h/x"}), "site"),
+        (
+            json!({"id": "b3", "site": "s1", "url": "rtsp://h/x", "rules": [{"id": "r",
+                "model": "fastestdet", "labels": ["persn"], "severity": "minor",
+                "item_code": "11610100000001"}]}),
+            "persn",
+        ),
+        (
+            json!({"id": "b4", "site": "s1", "url": "rtsp://h/x", "rules": [{"id": "r",
+                "model": "nope", "severity": "minor", "item_code": "11610100000001"}]}),
+            "nope",
+        ),
+        (json!({"id": "b5", "site": "s1", "url": "rtsp://h/x", "colour": 1}), "colour"),
+    ] {
+        let (s, body) = send(&th, "POST", "/api/v1/cameras", Some(bad)).await;
+        assert_eq!(s, 400, "{body}");
+        assert!(body.to_string().contains(needle), "{needle}: {body}");
+    }
+
+    // A relay-only camera added at run time: online, nothing decoded, no snapshot.
+    let url = relay.url().replace("rtsp://", "rtsp://viewer:pw123@");
+    let (s, body) = send(
+        &th,
+        "POST",
+        "/api/v1/cameras",
+        Some(json!({"id": "gate", "site": "s1", "url": url, "analysis": "off"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    assert!(!body.to_string().contains("pw123"), "credentials leaked: {body}");
+    let (s, _) = send(
+        &th,
+        "POST",
+        "/api/v1/cameras",
+        Some(json!({"id": "gate", "site": "s1", "url": "rtsp://h/x"})),
+    )
+    .await;
+    assert_eq!(s, 409);
+    let gate = wait_for(Duration::from_secs(30), "the relay camera online", || {
+        let th = &th;
+        async move {
+            let c = th.get("/api/v1/cameras/gate").await?;
+            Ok((c["health"]["state"] == "online" && c["health"]["frames_in"].as_u64() > Some(5))
+                .then_some(c))
+        }
+    })
+    .await?;
+    assert_eq!(gate["health"]["frames_decoded"], 0, "{gate}");
+    let (status, _, _) = bytes(&th, "/api/v1/cameras/gate/snapshot").await?;
+    assert_eq!(status, 409);
+    // Renaming it restarts only that camera: the dock camera keeps its reconnect count.
+    let dock_before = th.get("/api/v1/cameras/dock").await?["health"]["reconnects"].clone();
+    let (s, body) =
+        send(&th, "PATCH", "/api/v1/cameras/gate", Some(json!({"name": "Main gate"}))).await;
+    assert_eq!((s, body["name"].as_str()), (200, Some("Main gate")), "{body}");
+    assert!(body["url"].as_str().unwrap().contains("viewer:***@"), "{body}");
+    let list = th.get("/api/v1/cameras").await?;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(2));
+    assert_eq!(th.get("/api/v1/cameras/dock").await?["health"]["reconnects"], dock_before);
+    let (s, _) = send(&th, "DELETE", "/api/v1/cameras/gate", None).await;
+    assert_eq!(s, 204);
+    let (s, _) = send(&th, "GET", "/api/v1/cameras/gate", None).await;
+    assert_eq!(s, 404);
+
+    // The dock camera's server dies: the camera goes offline with an offline finding.
+    sim.stop();
+    let off = wait_for(Duration::from_secs(30), "a camera offline finding", || {
+        let th = &th;
+        async move {
+            let items = th.all_findings("camera=dock&rule=camera-offline").await?;
+            Ok(items.into_iter().next())
+        }
+    })
+    .await?;
+    assert_eq!(off["kind"], "offline");
+    assert_eq!(th.get("/api/v1/cameras/dock").await?["health"]["state"], "offline");
+    th.stop().await;
+    drop(relay);
+    Ok(())
+}
