@@ -103,7 +103,8 @@ pub struct CameraView {
     pub created_at: UnixMs,
     pub updated_at: UnixMs,
     pub health: Health,
-    pub analysis: AnalysisStats,
+    /// What analysis did (`analysis` is the camera's decode mode).
+    pub stats: AnalysisStats,
 }
 
 struct Shared {
@@ -488,7 +489,7 @@ fn view(e: &Entry) -> CameraView {
         created_at: e.created_at,
         updated_at: e.updated_at,
         health,
-        analysis: lock(&e.scene).stats.clone(),
+        stats: lock(&e.scene).stats.clone(),
     }
 }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use common::{FindingState, Severity};
-use hub::store::{Batch, FindingHit, Store};
+use hub::store::{Batch, CameraRow, EvidenceRow, FindingHit, Store};
 
 fn hit(key: &str, ts: i64) -> FindingHit {
     FindingHit {
@@ -90,6 +90,47 @@ async fn dedup_under_concurrency_and_life_cycle(store: Store) -> anyhow::Result<
     assert_eq!(store.delete_readings_before(4000).await?, 4);
     assert_eq!(store.count_readings().await?, 6);
     assert_eq!(store.readings("d1", None, None, 100).await?.last().map(|r| r.ts), Some(4));
+
+    // Evidence commits with its finding; each occurrence keeps its own.
+    let mut h = hit("s1|cam|v|detection", 2000);
+    h.camera_id = Some("cam".into());
+    h.evidence = vec![EvidenceRow {
+        captured_at: 2000,
+        frame_path: "d/a-frame.jpg".into(),
+        annotated_path: "d/a-annotated.jpg".into(),
+        details: "{\"detections\":[]}".into(),
+    }];
+    let first =
+        store.write_batch(&Batch { findings: vec![h.clone()], ..Default::default() }, 8).await?;
+    h.evidence[0].captured_at = 2001;
+    let second = store.write_batch(&Batch { findings: vec![h], ..Default::default() }, 9).await?;
+    assert_eq!(first[0].id, second[0].id);
+    let ev = store.evidence(&[first[0].id]).await?;
+    assert_eq!(ev.iter().map(|e| e.captured_at).collect::<Vec<_>>(), vec![2000, 2001]);
+    assert_eq!(ev[0].annotated_path, "d/a-annotated.jpg");
+    assert!(store.evidence(&[]).await?.is_empty());
+
+    // Cameras: insert once, replace, delete.
+    let site: config::Site = toml::from_str(
+        "id = \"s1\"\nname = \"S\"\nregion = \"610100\"\nindustry = \"food\"\n\
+         entity_name = \"E\"\nuscc = \"91350100M000100Y43\"",
+    )?;
+    store.upsert_site(&site).await?;
+    let mut cam = CameraRow {
+        id: "cam".into(),
+        site_id: "s1".into(),
+        spec: "{}".into(),
+        source: "api".into(),
+        created_at: 1,
+        updated_at: 1,
+    };
+    assert!(store.upsert_camera(&cam, false).await?);
+    assert!(!store.upsert_camera(&cam, false).await?, "an existing camera is not overwritten");
+    cam.spec = "{\"x\":1}".into();
+    store.upsert_camera(&cam, true).await?;
+    assert_eq!(store.cameras().await?[0].spec, "{\"x\":1}");
+    assert!(store.delete_camera("cam").await?);
+    assert!(store.cameras().await?.is_empty());
     Ok(())
 }
 

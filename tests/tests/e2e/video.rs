@@ -109,7 +109,8 @@ async fn a_camera_clip_becomes_a_finding_with_jpeg_evidence_and_cameras_are_mana
     assert_eq!(s, 200, "{cam}");
     assert_eq!(cam["health"]["state"], "online", "{cam}");
     assert_eq!(cam["source"], "config");
-    assert!(cam["analysis"]["frames_analysed"].as_u64() >= Some(1), "{cam}");
+    assert_eq!(cam["analysis"], "keyframes");
+    assert!(cam["stats"]["frames_analysed"].as_u64() >= Some(1), "{cam}");
     let (status, ct, body) = bytes(&th, "/api/v1/cameras/dock/snapshot").await?;
     assert_eq!((status, ct.as_str()), (200, "image/jpeg"));
     assert_eq!(jpeg_size(&body), (480, 270));

@@ -18,6 +18,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/devices/{id}/readings"),
     ("get", "/api/v1/sites"),
     ("get", "/api/v1/models"),
+    ("get", "/api/v1/findings/{id}/evidence"),
+    ("get", "/api/v1/cameras"),
+    ("post", "/api/v1/cameras"),
+    ("get", "/api/v1/cameras/{id}"),
+    ("patch", "/api/v1/cameras/{id}"),
+    ("delete", "/api/v1/cameras/{id}"),
+    ("get", "/api/v1/cameras/{id}/snapshot"),
+    ("post", "/api/v1/config/reload"),
 ];
 
 fn param(name: &str, location: &str, description: &str, schema: Value) -> Value {
@@ -38,6 +46,83 @@ fn reference(name: &str) -> Value {
 }
 
 pub fn document() -> Value {
+    let mut doc = base();
+    video(&mut doc);
+    doc
+}
+
+fn jpeg(description: &str) -> Value {
+    json!({
+        "200": {"description": description, "content": {"image/jpeg": {}}},
+        "404": {"$ref": "#/components/responses/Error"},
+        "409": {"$ref": "#/components/responses/Error"}
+    })
+}
+
+/// Cameras, evidence and reload.
+fn video(doc: &mut Value) {
+    let text = json!({"type": "string"});
+    let id = param("id", "path", "identifier", text.clone());
+    let camera = reference("Camera");
+    let errors = |code: &str| json!({"$ref": "#/components/responses/Error", "x-status": code});
+    let paths = &mut doc["paths"];
+    paths["/api/v1/findings/{id}/evidence"] = json!({"get": {
+        "summary": "An evidence image of a video finding (JPEG)",
+        "parameters": [id.clone(),
+            param("item", "query", "evidence id from the finding's `evidence`; default the latest", json!({"type": "integer"})),
+            param("variant", "query", "annotated (default, boxes drawn) or frame (clean)", text.clone())],
+        "responses": jpeg("the image")}});
+    paths["/api/v1/cameras"] = json!({
+        "get": {"summary": "Cameras with health and analysis counters",
+            "responses": ok("cameras", json!({"type": "object", "properties": {
+                "items": {"type": "array", "items": camera.clone()}}}))},
+        "post": {"summary": "Add a camera (fields as in [[cameras]]); only it starts",
+            "requestBody": {"required": true, "content": {"application/json": {"schema": camera.clone()}}},
+            "responses": {
+                "201": {"description": "added", "content": {"application/json": {"schema": camera.clone()}}},
+                "400": errors("400"), "409": errors("409")}}
+    });
+    paths["/api/v1/cameras/{id}"] = json!({
+        "get": {"summary": "One camera", "parameters": [id.clone()],
+            "responses": ok("the camera", camera.clone())},
+        "patch": {"summary": "Change an API camera (JSON merge patch); only it restarts",
+            "parameters": [id.clone()],
+            "requestBody": {"required": true, "content": {"application/merge-patch+json": {"schema": {"type": "object"}}}},
+            "responses": ok("the camera after the change", camera.clone())},
+        "delete": {"summary": "Remove an API camera", "parameters": [id.clone()],
+            "responses": {"204": {"description": "removed"}, "404": errors("404"), "409": errors("409")}}
+    });
+    paths["/api/v1/cameras/{id}/snapshot"] = json!({"get": {
+        "summary": "The camera's latest decoded frame (JPEG)", "parameters": [id],
+        "responses": jpeg("the frame")}});
+    paths["/api/v1/config/reload"] = json!({"post": {
+        "summary": "Re-read the configuration file and apply its cameras",
+        "responses": ok("what changed", json!({"type": "object"}))}});
+    doc["components"]["schemas"]["Camera"] = json!({"type": "object",
+    "required": ["id", "site", "url"],
+    "properties": {
+        "id": text.clone(), "site": text.clone(), "name": text.clone(),
+        "url": {"type": "string", "description": "rtsp://…; the password is shown as ***"},
+        "latency_ms": {"type": "integer"},
+        "analysis": {"enum": ["keyframes", "fps", "off"]},
+        "fps": {"type": ["integer", "null"]},
+        "motion_threshold": {"type": ["number", "null"]},
+        "enabled": {"type": "boolean"},
+        "zones": {"type": "array", "items": {"type": "object"}},
+        "rules": {"type": "array", "items": {"type": "object"}},
+        "source": {"enum": ["config", "api"]},
+        "health": {"type": "object", "description": "state, input_fps, bitrate, frames_in, frames_decoded, frames_dropped, last_keyframe_at, last_error, reconnects"},
+        "stats": {"type": "object", "description": "frames_analysed, frames_still, firings, analysis_error"},
+        "snapshot_url": text
+    }});
+    doc["components"]["schemas"]["Finding"]["properties"]["evidence"] = json!({"type": "array",
+        "items": {"type": "object", "properties": {
+            "id": {"type": "integer"}, "captured_at": {"type": "string"},
+            "annotated_url": {"type": "string"}, "frame_url": {"type": "string"},
+            "detections": {"type": "object"}}}});
+}
+
+fn base() -> Value {
     let text = json!({"type": "string"});
     let time = json!({"type": "string", "description": "unix milliseconds or RFC 3339"});
     let id = param("id", "path", "identifier", text.clone());

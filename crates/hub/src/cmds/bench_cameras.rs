@@ -181,7 +181,7 @@ async fn step(
     tokio::time::sleep(Duration::from_secs(3)).await;
     let totals = |hub: &Hub| {
         hub.cameras.list().iter().fold((0u64, 0u64), |(a, d), c| {
-            (a + c.analysis.frames_analysed, d + c.health.frames_dropped)
+            (a + c.stats.frames_analysed, d + c.health.frames_dropped)
         })
     };
     let (me, sim) = (std::process::id(), server.child.id());
