@@ -150,7 +150,7 @@ impl Default for Pipeline {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Models {
     /// Directories searched, in order, for model folders (a `manifest.toml`, one or two levels
@@ -158,6 +158,17 @@ pub struct Models {
     /// models such as `../shared/data/models`). Relative paths are taken from the working
     /// directory. The project's own sensor models are built into the binary.
     pub search_path: Vec<PathBuf>,
+    /// How often the search path is checked for new, changed or removed model files; detection
+    /// models are then reloaded without a restart (cameras pick them up at their next frame).
+    /// `"0s"` turns watching off.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+impl Default for Models {
+    fn default() -> Self {
+        Self { search_path: Vec::new(), reload_interval: Duration::from_secs(2) }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

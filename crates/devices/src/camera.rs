@@ -35,6 +35,9 @@ struct Unit {
     pts: gst::ClockTime,
 }
 
+/// A decoded frame: width, height, packed RGB8.
+pub type DecodedFrame = (u32, u32, Vec<u8>);
+
 /// A clip held in memory, ready to be served in a loop.
 #[derive(Clone)]
 pub struct Clip {
@@ -127,6 +130,71 @@ impl Clip {
     /// The clip's length in seconds (one loop).
     pub fn length_seconds(&self) -> f64 {
         self.length.nseconds() as f64 / 1e9
+    }
+
+    /// Decodes the clip's key frames `repeat` times in one pipeline with the analysis chain of a
+    /// camera (parse → drop delta units → decode → RGB), as fast as possible: the bare-decode
+    /// baseline of `hub bench cameras`. Returns the frames of the last pass as (width, height,
+    /// RGB) and how many frames were decoded in all.
+    pub fn decode_keyframes(&self, repeat: usize) -> anyhow::Result<(Vec<DecodedFrame>, usize)> {
+        gst::init()?;
+        let pipeline = gst::parse::launch(
+            "appsrc name=src format=time ! h264parse ! identity drop-buffer-flags=delta-unit ! \
+             avdec_h264 ! videoconvert ! video/x-raw,format=RGB ! appsink name=sink sync=false",
+        )?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| anyhow!("not a pipeline"))?;
+        let src = pipeline
+            .by_name("src")
+            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+            .ok_or_else(|| anyhow!("no appsrc"))?;
+        let sink = pipeline
+            .by_name("sink")
+            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+            .ok_or_else(|| anyhow!("no appsink"))?;
+        src.set_caps(Some(&self.caps));
+        pipeline.set_state(gst::State::Playing)?;
+        let (units, length) = (self.units.clone(), self.length);
+        let pusher = std::thread::spawn(move || {
+            let mut offset = gst::ClockTime::ZERO;
+            for _ in 0..repeat {
+                for u in units.iter() {
+                    let mut b = u.buffer.copy();
+                    if let Some(b) = b.get_mut() {
+                        b.set_pts(offset + u.pts);
+                        b.set_dts(gst::ClockTime::NONE);
+                    }
+                    if src.push_buffer(b).is_err() {
+                        return;
+                    }
+                }
+                offset += length;
+            }
+            let _ = src.end_of_stream();
+        });
+        let per_pass = self.keyframes();
+        let mut last = Vec::new();
+        let mut total = 0;
+        while let Ok(sample) = sink.pull_sample() {
+            total += 1;
+            let (w, h) = sample
+                .caps()
+                .and_then(|c| c.structure(0))
+                .and_then(|st| Some((st.get::<i32>("width").ok()?, st.get::<i32>("height").ok()?)))
+                .unwrap_or((0, 0));
+            if total + per_pass > repeat * per_pass
+                && let Some(b) = sample.buffer()
+                && let Ok(map) = b.map_readable()
+            {
+                last.push((w as u32, h as u32, map.to_vec()));
+            }
+        }
+        let _ = pusher.join();
+        pipeline.set_state(gst::State::Null)?;
+        if total == 0 {
+            bail!("{}: nothing decoded", self.name);
+        }
+        Ok((last, total))
     }
 
     /// Key frames in the clip.

@@ -65,6 +65,10 @@ pub struct Hub {
     tasks: Vec<(&'static str, JoinHandle<()>)>,
 }
 
+fn load_options(cfg: &Config) -> LoadOptions {
+    LoadOptions { sessions: cfg.vision.sessions, threads: cfg.vision.threads }
+}
+
 /// The model search path: the configured directories (the project's own models are built in).
 fn search_path(cfg: &Config) -> Vec<PathBuf> {
     cfg.models.search_path.clone()
@@ -122,7 +126,7 @@ impl Hub {
 
         let library = tokio::task::spawn_blocking({
             let path = search_path(&cfg);
-            let opts = LoadOptions { sessions: cfg.vision.sessions, threads: cfg.vision.threads };
+            let opts = load_options(&cfg);
             move || ModelLibrary::load(BUILTIN, &path, &opts)
         })
         .await
@@ -240,6 +244,15 @@ impl Hub {
         cameras.load(&cfg.cameras).await?;
         tasks.push(("camera-monitor", tokio::spawn(cameras.clone().run_monitor(shutdown.clone()))));
         tasks.push((
+            "model-watcher",
+            tokio::spawn(cameras.clone().watch_models(
+                search_path(&cfg),
+                load_options(&cfg),
+                cfg.models.reload_interval,
+                shutdown.clone(),
+            )),
+        ));
+        tasks.push((
             "vision-workers",
             tokio::task::spawn_blocking(move || {
                 for w in workers {
@@ -254,7 +267,6 @@ impl Hub {
             store: store.clone(),
             registry: registry.clone(),
             metrics: metrics.clone(),
-            models: Arc::new(library.report.clone()),
             clock,
             mqtt_ready,
             cameras: cameras.clone(),

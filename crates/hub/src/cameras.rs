@@ -109,7 +109,10 @@ pub struct CameraView {
 
 struct Shared {
     settings: VisionSettings,
-    library: Arc<ModelLibrary>,
+    /// Replaced as a whole when model files change; `generation` counts the replacements so
+    /// workers drop their detectors of the old library.
+    library: std::sync::RwLock<Arc<ModelLibrary>>,
+    generation: std::sync::atomic::AtomicU64,
     registry: Arc<Registry>,
     store: Store,
     cams: Mutex<BTreeMap<String, Entry>>,
@@ -148,7 +151,8 @@ impl CameraManager {
     ) -> (Self, Vec<std::thread::JoinHandle<()>>) {
         let (tx, rx) = mpsc::channel(settings.queue);
         let shared = Arc::new(Shared {
-            library,
+            library: std::sync::RwLock::new(library),
+            generation: std::sync::atomic::AtomicU64::new(0),
             registry,
             store,
             cams: Mutex::new(BTreeMap::new()),
@@ -188,7 +192,7 @@ impl CameraManager {
             let known: Vec<&String> = self.shared.registry.sites.keys().collect();
             out.push(format!("{at}.site: {:?} is not a configured site; known: {known:?}", c.site));
         }
-        let lib = &self.shared.library;
+        let lib = self.library();
         for (j, r) in c.rules.iter().enumerate() {
             let at = format!("{at}.rules[{j}]");
             match lib.get(&r.model) {
@@ -218,6 +222,56 @@ impl CameraManager {
             }
         }
         out
+    }
+
+    /// The model library in use.
+    pub fn library(&self) -> Arc<ModelLibrary> {
+        self.shared.library.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Watches the model search path and reloads the library when its files change (new,
+    /// replaced or removed models). Detection models are used by the cameras from their next
+    /// frame; a model that fails to load is reported by name and the others keep working.
+    pub async fn watch_models(
+        self,
+        search_path: Vec<PathBuf>,
+        opts: inference::library::LoadOptions,
+        interval: Duration,
+        shutdown: common::Shutdown,
+    ) {
+        if interval.is_zero() {
+            return;
+        }
+        let fp = |p: Vec<PathBuf>| async move {
+            tokio::task::spawn_blocking(move || inference::library::fingerprint(&p)).await.ok()
+        };
+        let mut last = fp(search_path.clone()).await;
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let now = fp(search_path.clone()).await;
+            if now == last {
+                continue;
+            }
+            last = now;
+            let (path, o) = (search_path.clone(), opts.clone());
+            let Ok(lib) = tokio::task::spawn_blocking(move || {
+                ModelLibrary::load(inference::library::BUILTIN, &path, &o)
+            })
+            .await
+            else {
+                continue;
+            };
+            let loaded: Vec<&str> = lib.names().collect();
+            let failed: Vec<&str> = lib.report.failed.iter().map(|f| f.name.as_str()).collect();
+            info!(?loaded, ?failed, "model files changed; library reloaded");
+            *self.shared.library.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(lib);
+            self.shared.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     /// Adds a camera or replaces the one with its id (restarting only that camera's source).
@@ -496,6 +550,7 @@ fn view(e: &Entry) -> CameraView {
 /// An analysis worker: takes up to `batch` frames at a time from the shared queue.
 fn worker(rx: Arc<Mutex<mpsc::Receiver<Frame>>>, shared: Arc<Shared>, writer: mpsc::Sender<Batch>) {
     let mut detectors: HashMap<String, Detector> = HashMap::new();
+    let mut generation = shared.generation.load(std::sync::atomic::Ordering::SeqCst);
     let mut detections: Vec<Detection> = Vec::new();
     let mut firings: Vec<Firing> = Vec::new();
     let mut frames = Vec::with_capacity(shared.settings.batch);
@@ -512,6 +567,12 @@ fn worker(rx: Arc<Mutex<mpsc::Receiver<Frame>>>, shared: Arc<Shared>, writer: mp
                     Err(_) => break,
                 }
             }
+        }
+        let now = shared.generation.load(std::sync::atomic::Ordering::SeqCst);
+        if now != generation {
+            // The library was reloaded: build detectors from the new models.
+            detectors.clear();
+            generation = now;
         }
         for frame in frames.drain(..) {
             analyse(&shared, &writer, frame, &mut detectors, &mut detections, &mut firings);
@@ -545,23 +606,30 @@ fn analyse(
     }
     scene.stats.frames_analysed += 1;
     shared.analysed.inc();
+    let mut problem = None;
     for model in scene.rules.models() {
         let det = match detectors.get_mut(&model) {
             Some(d) => d,
-            None => match shared.library.get(&model).and_then(Detector::new) {
+            None => match shared
+                .library
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&model)
+                .and_then(Detector::new)
+            {
                 Ok(d) => detectors.entry(model.clone()).or_insert(d),
                 Err(e) => {
                     let msg = e.to_string();
                     if scene.stats.analysis_error.as_deref() != Some(&msg) {
                         warn!(camera = %frame.camera, model = %model, error = %msg, "camera rules cannot run");
                     }
-                    scene.stats.analysis_error = Some(msg);
+                    problem = Some(msg);
                     continue;
                 }
             },
         };
         if let Err(e) = det.detect_into(&frame.rgb, frame.width, frame.height, detections) {
-            scene.stats.analysis_error = Some(e.to_string());
+            problem = Some(e.to_string());
             continue;
         }
         firings.clear();
@@ -584,11 +652,13 @@ fn analyse(
                 }
                 Err(e) => {
                     error!(camera = %frame.camera, rule = %f.rule_id, error = %e, "writing evidence failed; finding not raised");
-                    scene.stats.analysis_error = Some(e.to_string());
+                    problem = Some(e.to_string());
                 }
             }
         }
     }
+    // The latest frame's problem, or none once analysis works again.
+    scene.stats.analysis_error = problem;
 }
 
 fn fire(

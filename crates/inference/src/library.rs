@@ -173,6 +173,38 @@ pub(crate) fn manifest_dirs(search_path: &[PathBuf]) -> Vec<PathBuf> {
     out
 }
 
+/// A cheap fingerprint of the files on the search path (paths, sizes and modification times of
+/// the files in each directory and its subdirectories, as deep as manifests are searched), so a
+/// watcher notices a new, changed or removed model without reading it.
+pub fn fingerprint(search_path: &[PathBuf]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    fn walk(dir: &Path, depth: usize, h: &mut std::collections::hash_map::DefaultHasher) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for p in paths {
+            if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+                continue;
+            }
+            if p.is_dir() {
+                if depth < SEARCH_DEPTH {
+                    walk(&p, depth + 1, h);
+                }
+            } else if let Ok(m) = p.metadata() {
+                p.hash(h);
+                m.len().hash(h);
+                m.modified().ok().hash(h);
+            }
+        }
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for dir in search_path {
+        dir.hash(&mut h);
+        walk(dir, 0, &mut h);
+    }
+    h.finish()
+}
+
 /// Where a file a manifest in `dir` names is: beside the manifest, else by its file name in each
 /// search-path directory in order (a mirror of third-party models). The error says where it
 /// looked.
@@ -355,8 +387,11 @@ impl ModelLibrary {
             match model {
                 Ok(model) => {
                     let name = model.manifest.name.clone();
-                    if lib.models.contains_key(&name) {
-                        warn!(model = %name, path = %dir.display(), "model shadowed by an earlier one of the same name");
+                    if let Some(first) = lib.models.get(&name) {
+                        // The project's built-in models are also in its models/ folder.
+                        if first.manifest.sha256 != model.manifest.sha256 {
+                            warn!(model = %name, path = %dir.display(), "model shadowed by an earlier one of the same name");
+                        }
                         continue;
                     }
                     info!(model = %name, version = %model.manifest.version, "model loaded");

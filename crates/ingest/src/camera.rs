@@ -90,7 +90,10 @@ pub struct Health {
     pub input_fps: f64,
     /// Input bits per second.
     pub bitrate: f64,
+    /// Input access units since the camera started (every connection), counted as they arrive.
     pub frames_in: u64,
+    /// Key frames among `frames_in`.
+    pub keyframes_in: u64,
     pub frames_decoded: u64,
     pub frames_dropped: u64,
     pub last_keyframe_at: Option<UnixMs>,
@@ -105,6 +108,7 @@ impl Default for Health {
             input_fps: 0.0,
             bitrate: 0.0,
             frames_in: 0,
+            keyframes_in: 0,
             frames_decoded: 0,
             frames_dropped: 0,
             last_keyframe_at: None,
@@ -268,16 +272,22 @@ fn run_once(
     };
     let input = Arc::new(Mutex::new(Input::default()));
     if let Some(pad) = pipeline.by_name("parse").and_then(|p| p.static_pad("src")) {
-        let input = input.clone();
+        let (input, health) = (input.clone(), health.clone());
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             if let Some(b) = info.buffer() {
                 let mut i = input.lock().unwrap_or_else(|e| e.into_inner());
                 i.units += 1;
                 i.bytes += b.size() as u64;
                 i.last_unit = Some(Instant::now());
-                if !b.flags().contains(gst::BufferFlags::DELTA_UNIT) {
+                let key = !b.flags().contains(gst::BufferFlags::DELTA_UNIT);
+                if key {
                     i.last_keyframe_at = Some(now_ms());
                 }
+                drop(i);
+                // Counted at once (not at the next health tick), across reconnects.
+                let mut h = health.lock().unwrap_or_else(|e| e.into_inner());
+                h.frames_in += 1;
+                h.keyframes_in += u64::from(key);
             }
             gst::PadProbeReturn::Ok
         });
@@ -372,57 +382,12 @@ fn run_once(
         if dt >= Duration::from_secs(1) {
             h.input_fps = (units - last_units) as f64 / dt.as_secs_f64();
             h.bitrate = (bytes - last_bytes) as f64 * 8.0 / dt.as_secs_f64();
-            h.frames_in = units;
             h.last_keyframe_at = key;
             (last_tick, last_units, last_bytes) = (Instant::now(), units, bytes);
         }
     };
     let _ = pipeline.set_state(gst::State::Null);
     ended
-}
-
-/// Decodes the key frames of an H.264 MP4 file with the chain a camera uses for analysis
-/// (parse → drop delta units → decode → RGB), as fast as possible. The benchmark's bare-decode
-/// baseline.
-pub fn decode_keyframes_file(path: &std::path::Path) -> Result<Vec<Frame>, String> {
-    gst::init().map_err(|e| format!("GStreamer: {e}"))?;
-    let launch = format!(
-        "filesrc location=\"{}\" ! qtdemux ! h264parse ! identity drop-buffer-flags=delta-unit ! \
-         avdec_h264 ! videoconvert ! video/x-raw,format=RGB ! appsink name=sink sync=false",
-        path.display()
-    );
-    let pipeline = gst::parse::launch(&launch)
-        .map_err(|e| format!("building the decoder for {}: {e}", path.display()))?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| "not a pipeline".to_owned())?;
-    let sink = pipeline
-        .by_name("sink")
-        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-        .ok_or("no appsink")?;
-    pipeline.set_state(gst::State::Playing).map_err(|e| format!("starting: {e}"))?;
-    let id = CameraId::new("file").map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    while let Ok(sample) = sink.pull_sample() {
-        let (w, h) = sample
-            .caps()
-            .and_then(|c| c.structure(0))
-            .and_then(|st| Some((st.get::<i32>("width").ok()?, st.get::<i32>("height").ok()?)))
-            .unwrap_or((0, 0));
-        let Some(buffer) = sample.buffer_owned() else { continue };
-        let Ok(mapped) = buffer.into_mapped_buffer_readable() else { continue };
-        out.push(Frame {
-            camera: id.clone(),
-            width: w as u32,
-            height: h as u32,
-            rgb: Bytes::from_owner(mapped),
-            received_at: now_ms(),
-        });
-    }
-    let _ = pipeline.set_state(gst::State::Null);
-    if out.is_empty() {
-        return Err(format!("{}: no frame decoded", path.display()));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -200,3 +200,49 @@ async fn a_camera_clip_becomes_a_finding_with_jpeg_evidence_and_cameras_are_mana
     drop(relay);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_model_is_reported_by_name_and_its_fixed_file_is_picked_up_at_run_time()
+-> anyhow::Result<()> {
+    // A model folder with FastestDet's manifest and a corrupt file beside it, and YOLOX-Nano's
+    // manifest whose file comes from the shared mirror.
+    let dir = tests::scratch_dir("models");
+    let root = tests::project_root().join("models/vision");
+    for name in ["fastestdet", "yolox-nano"] {
+        std::fs::create_dir_all(dir.join(name))?;
+        std::fs::copy(root.join(name).join("manifest.toml"), dir.join(name).join("manifest.toml"))?;
+    }
+    let corrupt = dir.join("fastestdet/fastestdet_coco80_352.onnx");
+    std::fs::write(&corrupt, b"not an onnx model")?;
+    let mut cfg = config_with(&small_site(&[]))?;
+    cfg.models.search_path = vec![dir.clone(), shared_data("models")?];
+    cfg.models.reload_interval = Duration::from_millis(200);
+    let th = TestHub::start(cfg, StartOptions::default()).await?;
+    let names = |v: &Value, key: &str| -> Vec<String> {
+        v[key]
+            .as_array()
+            .map(|a| a.iter().filter_map(|m| m["name"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    };
+    let models = th.get("/api/v1/models").await?;
+    assert!(names(&models, "failed").contains(&"fastestdet".to_owned()), "{models}");
+    assert!(names(&models, "items").contains(&"yolox-nano".to_owned()), "{models}");
+    let why = models["failed"][0]["error"].as_str().unwrap_or_default();
+    assert!(why.contains("sha256"), "the reason names the checksum: {why}");
+
+    // The right file arrives: the library reloads without a restart.
+    std::fs::copy(shared_data("models/fastestdet_coco80_352.onnx")?, &corrupt)?;
+    let models = wait_for(Duration::from_secs(30), "fastestdet loaded after the fix", || {
+        let th = &th;
+        async move {
+            let m = th.get("/api/v1/models").await?;
+            Ok(names(&m, "items").contains(&"fastestdet".to_owned()).then_some(m))
+        }
+    })
+    .await?;
+    assert!(names(&models, "failed").is_empty(), "{models}");
+    assert!(names(&models, "items").contains(&"yolox-nano".to_owned()), "{models}");
+    th.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}

@@ -30,7 +30,6 @@ pub struct AppState {
     pub store: Store,
     pub registry: Arc<Registry>,
     pub metrics: common::metrics::Registry,
-    pub models: Arc<inference::LoadReport>,
     pub clock: Arc<dyn Clock>,
     /// The MQTT source is connected and subscribed.
     pub mqtt_ready: Arc<std::sync::atomic::AtomicBool>,
@@ -451,5 +450,6 @@ async fn list_sites(State(s): State<AppState>) -> Json<Value> {
 }
 
 async fn list_models(State(s): State<AppState>) -> Json<Value> {
-    Json(json!({ "items": s.models.loaded, "failed": s.models.failed }))
+    let lib = s.cameras.library();
+    Json(json!({ "items": lib.report.loaded, "failed": lib.report.failed }))
 }

@@ -3,12 +3,18 @@
 //!
 //! - Simulated cameras run in a child process (`devices cameras`), so their CPU is measured
 //!   apart from the hub's.
-//! - Bare parts: the clip's key frames decoded by a file pipeline with the cameras' decode chain
-//!   (CPU per frame), then FastestDet on those frames (CPU per frame). Their sum is the floor.
+//! - Bare parts: the clip's key frames decoded in one pipeline with the cameras' decode chain
+//!   (the clip looped in memory, CPU per frame), then FastestDet with its pre- and
+//!   post-processing on those frames (CPU per frame). Their sum is the floor.
 //! - Analysed cameras: for each count, a hub with that many key-frame cameras, each with a
 //!   FastestDet rule; over the window, the hub's CPU per camera, analysis slots missed (key
-//!   frames the cameras received but analysis did not look at), and the hub's CPU per analysed
+//!   frames the cameras received but analysis did not look at, counted at the cameras' parsers),
+//!   and the hub's CPU per analysed
 //!   frame divided by the floor.
+//! - Bare parts from RTSP: the same number of cameras as the smallest step as bare ingest
+//!   sources (receive, depay, parse, key-frame decode; frames discarded): CPU per decoded frame,
+//!   plus FastestDet. `ratio rtsp` divides the hub's cost per analysed frame by this floor: the
+//!   hub's own overhead. `ratio mem` divides by the in-memory decode floor.
 //! - Relay-only cameras: a hub with cameras that decode nothing; CPU per camera.
 //!
 //! CPU is read from `/proc/<pid>/stat` (user + system, Linux clock ticks of 10 ms).
@@ -17,6 +23,8 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use std::sync::Arc;
 
 use anyhow::{Context, anyhow, bail};
 use hub::{Hub, StartOptions};
@@ -57,8 +65,11 @@ impl CameraServer {
             .spawn()
             .with_context(|| format!("starting {}", devices.display()))?;
         let out = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let mut out = std::io::BufReader::new(out);
         let mut line = String::new();
-        std::io::BufReader::new(out).read_line(&mut line)?;
+        out.read_line(&mut line)?;
+        // The URLs follow; keep reading so the child never writes into a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         let port = line
             .trim()
             .strip_prefix("port ")
@@ -112,31 +123,62 @@ fn config(
     Ok(cfg)
 }
 
-/// Bare parts: CPU seconds per frame of decoding the clip's key frames, and of FastestDet.
-fn bare(clip: &Path, models: &[PathBuf]) -> anyhow::Result<(f64, f64, usize)> {
+/// Bare parts: CPU seconds per frame of decoding the clip's key frames (one pipeline, the clip
+/// looped in memory), and of FastestDet on those frames.
+fn bare(clip: &devices::camera::Clip, models: &[PathBuf]) -> anyhow::Result<(f64, f64, usize)> {
     let me = std::process::id();
     let lib = ModelLibrary::load(BUILTIN, models, &LoadOptions::default());
     let model = lib.get("fastestdet").context("fastestdet must be on the model search path")?;
     let mut det = Detector::new(model)?;
-    // Decode a few times over to get past 10 ms clock ticks.
     let c0 = cpu_seconds(me)?;
-    let mut frames = Vec::new();
-    for _ in 0..10 {
-        frames = ingest::camera::decode_keyframes_file(clip).map_err(|e| anyhow!(e))?;
-    }
+    let (frames, decoded) = clip.decode_keyframes(60)?;
     let c1 = cpu_seconds(me)?;
-    let decode = (c1 - c0) / (10 * frames.len()) as f64;
+    let decode = (c1 - c0) / decoded as f64;
     let mut out = Vec::new();
-    let rounds = 200usize.div_ceil(frames.len());
+    let rounds = 300usize.div_ceil(frames.len().max(1));
     let c2 = cpu_seconds(me)?;
     for _ in 0..rounds {
-        for f in &frames {
-            det.detect_into(&f.rgb, f.width, f.height, &mut out)?;
+        for (w, h, rgb) in &frames {
+            det.detect_into(rgb, *w, *h, &mut out)?;
         }
     }
     let c3 = cpu_seconds(me)?;
     let infer = (c3 - c2) / (rounds * frames.len()) as f64;
-    Ok((decode, infer, frames.len()))
+    Ok((decode, infer, decoded))
+}
+
+/// Bare decode from RTSP: `cameras` ingest sources (the hub's camera threads without the hub:
+/// receive, depay, parse, key-frame decode to RGB), frames discarded. CPU seconds per decoded
+/// frame.
+async fn bare_rtsp(server: &CameraServer, cameras: usize, seconds: u64) -> anyhow::Result<f64> {
+    use ingest::camera::{Analysis, Camera, CameraSpec};
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let dropped = Arc::new(common::metrics::Counter::default());
+    let cams: Vec<Camera> = (0..cameras)
+        .map(|i| {
+            Camera::start(
+                CameraSpec {
+                    id: common::CameraId::new(format!("cam{i}")).expect("a valid id"),
+                    url: format!("rtsp://127.0.0.1:{}/cam{i}", server.port),
+                    latency_ms: 1000,
+                    analysis: Analysis::Keyframes,
+                },
+                tx.clone(),
+                dropped.clone(),
+            )
+        })
+        .collect();
+    drop(tx);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let decoded = |c: &[Camera]| c.iter().map(|c| c.health().frames_decoded).sum::<u64>();
+    let me = std::process::id();
+    let (n0, c0) = (decoded(&cams), cpu_seconds(me)?);
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let (n1, c1) = (decoded(&cams), cpu_seconds(me)?);
+    tokio::task::spawn_blocking(move || cams.into_iter().for_each(Camera::stop)).await?;
+    let _ = drain.await;
+    Ok((c1 - c0) / (n1 - n0).max(1) as f64)
 }
 
 struct Step {
@@ -155,7 +197,6 @@ async fn step(
     cameras: usize,
     analysed: bool,
     seconds: u64,
-    keyframes_per_s: f64,
 ) -> anyhow::Result<Step> {
     let dir = std::env::temp_dir().join(format!("hub-bench-cam-{}", rand::random::<u32>()));
     std::fs::create_dir_all(&dir)?;
@@ -179,16 +220,17 @@ async fn step(
     }
     // Warm-up: sessions, jitter buffers.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // (analysed, dropped, key frames received)
     let totals = |hub: &Hub| {
-        hub.cameras.list().iter().fold((0u64, 0u64), |(a, d), c| {
-            (a + c.stats.frames_analysed, d + c.health.frames_dropped)
+        hub.cameras.list().iter().fold((0u64, 0u64, 0u64), |(a, d, k), c| {
+            (a + c.stats.frames_analysed, d + c.health.frames_dropped, k + c.health.keyframes_in)
         })
     };
     let (me, sim) = (std::process::id(), server.child.id());
-    let (a0, d0) = totals(&hub);
+    let (a0, d0, k0) = totals(&hub);
     let (h0, s0, t0) = (cpu_seconds(me)?, cpu_seconds(sim)?, Instant::now());
     tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let (a1, d1) = totals(&hub);
+    let (a1, d1, k1) = totals(&hub);
     let (h1, s1, t1) = (cpu_seconds(me)?, cpu_seconds(sim)?, Instant::now());
     hub.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -199,7 +241,8 @@ async fn step(
         sim_cpu: s1 - s0,
         seconds: secs,
         analysed: a1 - a0,
-        expected: if analysed { cameras as f64 * secs * keyframes_per_s } else { 0.0 },
+        // Every key frame received is an analysis slot.
+        expected: if analysed { (k1 - k0) as f64 } else { 0.0 },
         dropped: d1 - d0,
     })
 }
@@ -219,7 +262,7 @@ pub async fn cameras(
         c.keyframes(),
         c.length_seconds()
     );
-    let (decode, infer, n) = bare(&clip, &models)?;
+    let (decode, infer, n) = bare(&c, &models)?;
     let floor = decode + infer;
     println!(
         "bare parts ({n} key frames): decode {:.2} ms + FastestDet {:.2} ms = {:.2} ms CPU per frame",
@@ -229,8 +272,18 @@ pub async fn cameras(
     );
     let most = counts.iter().copied().max().unwrap_or(1).max(relay);
     let server = CameraServer::start(&clip, most)?;
+    let rtsp_cams = counts.iter().copied().min().unwrap_or(10).max(1);
+    let rtsp = bare_rtsp(&server, rtsp_cams, seconds).await?;
+    let floor_rtsp = rtsp + infer;
     println!(
-        "\n{:>8} {:>12} {:>12} {:>10} {:>10} {:>9} {:>14} {:>8}",
+        "bare parts from RTSP ({rtsp_cams} cameras, ingest only): receive + decode {:.2} ms + \
+         FastestDet {:.2} ms = {:.2} ms CPU per analysed frame",
+        rtsp * 1e3,
+        infer * 1e3,
+        floor_rtsp * 1e3
+    );
+    println!(
+        "\n{:>8} {:>10} {:>9} {:>10} {:>9} {:>8} {:>13} {:>9} {:>10}",
         "cameras",
         "hub %core",
         "%/camera",
@@ -238,14 +291,15 @@ pub async fn cameras(
         "analysed",
         "missed",
         "ms CPU/frame",
-        "ratio"
+        "ratio mem",
+        "ratio rtsp"
     );
     for &n in &counts {
-        let s = step(&server, &models, n, true, seconds, keyframes_per_s).await?;
+        let s = step(&server, &models, n, true, seconds).await?;
         let per_frame = s.hub_cpu / s.analysed.max(1) as f64;
         let missed = (1.0 - s.analysed as f64 / s.expected).max(0.0);
         println!(
-            "{:>8} {:>11.1}% {:>11.2}% {:>9.2}% {:>10} {:>8.2}% {:>14.2} {:>8.2}",
+            "{:>8} {:>9.1}% {:>8.2}% {:>9.2}% {:>9} {:>7.2}% {:>13.2} {:>9.2} {:>10.2}",
             s.cameras,
             100.0 * s.hub_cpu / s.seconds,
             100.0 * s.hub_cpu / s.seconds / n as f64,
@@ -253,14 +307,15 @@ pub async fn cameras(
             s.analysed,
             100.0 * missed,
             per_frame * 1e3,
-            per_frame / floor
+            per_frame / floor,
+            per_frame / floor_rtsp
         );
         if s.dropped > 0 {
             println!("{:>8} ({} frames dropped at the analysis queue)", "", s.dropped);
         }
     }
     if relay > 0 {
-        let s = step(&server, &models, relay, false, seconds, keyframes_per_s).await?;
+        let s = step(&server, &models, relay, false, seconds).await?;
         println!(
             "\nrelay only: {relay} cameras, hub {:.1}% of a core = {:.3}% per camera \
              (simulated cameras {:.3}% per camera)",
