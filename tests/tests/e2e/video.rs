@@ -246,3 +246,60 @@ async fn a_corrupt_model_is_reported_by_name_and_its_fixed_file_is_picked_up_at_
     let _ = std::fs::remove_dir_all(dir);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_reload_adds_changes_and_removes_only_the_cameras_that_changed()
+-> anyhow::Result<()> {
+    let dir = tests::scratch_dir("reload");
+    let path = dir.join("hub.toml");
+    let camera = |id: &str, name: &str| {
+        format!(
+            "[[cameras]]\nid = \"{id}\"\nsite = \"s1\"\nname = \"{name}\"\nurl = \"rtsp://127.0.0.1:9/{id}\"\n"
+        )
+    };
+    let write = |cams: &str| {
+        std::fs::write(
+            &path,
+            format!("{}\n{}\n{cams}", config::Config::default_toml(), small_site(&[])),
+        )
+    };
+    write(&camera("a", "A"))?;
+    let cfg = config::Config::load(&path)?;
+    let opts = StartOptions { config_path: Some(path.clone()), ..StartOptions::default() };
+    let th = TestHub::start(cfg, opts).await?;
+    let ids = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|c| c["id"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(ids(&th.get("/api/v1/cameras").await?), ["a"]);
+
+    write(&format!("{}{}", camera("a", "A renamed"), camera("b", "B")))?;
+    let (s, body) = send(&th, "POST", "/api/v1/config/reload", None).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["cameras"], json!({"added": ["b"], "changed": ["a"], "removed": []}));
+    assert_eq!(th.get("/api/v1/cameras/a").await?["name"], "A renamed");
+
+    // Unchanged b is not restarted; a goes.
+    let b_created = th.get("/api/v1/cameras/b").await?["updated_at"].clone();
+    write(&camera("b", "B"))?;
+    let (s, body) = send(&th, "POST", "/api/v1/config/reload", None).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["cameras"], json!({"added": [], "changed": [], "removed": ["a"]}));
+    assert_eq!(ids(&th.get("/api/v1/cameras").await?), ["b"]);
+    assert_eq!(th.get("/api/v1/cameras/b").await?["updated_at"], b_created);
+
+    // A bad file changes nothing and says why.
+    write(&format!(
+        "{}[[cameras]]\nid = \"c\"\nsite = \"s1\"\nurl = \"http://x/y\"\n",
+        camera("b", "B")
+    ))?;
+    let (s, body) = send(&th, "POST", "/api/v1/config/reload", None).await;
+    assert_eq!(s, 400, "{body}");
+    assert!(body.to_string().contains("rtsp://"), "{body}");
+    assert_eq!(ids(&th.get("/api/v1/cameras").await?), ["b"]);
+    th.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
