@@ -61,23 +61,11 @@ fn jpeg_size(b: &[u8]) -> (u16, u16) {
     (i.width, i.height)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_camera_clip_becomes_a_finding_with_jpeg_evidence_and_cameras_are_managed_live()
--> anyhow::Result<()> {
-    let clip = Clip::from_mp4(&shared_data("videos/intel_worker-zone-detection_from-gif.mp4")?)?;
-    let sim = SimCamera::start(&clip, 0, "dock")?;
-    let relay = SimCamera::start(&Clip::synthetic(320, 180, 10, 2)?, 0, "relay")?;
-    let mut cfg = config_with(&format!(
-        "{}\n[[cameras]]\nid = \"dock\"\nsite = \"s1\"\nname = \"Dock floor\"\nurl = \"{}\"\n{ZONE_RULE}",
-        small_site(&[]),
-        sim.url()
-    ))?;
-    cfg.models.search_path = model_search_path()?;
-    let th = TestHub::start(cfg, StartOptions::default()).await?;
-
+/// The dock camera's person in the floor zone becomes a finding with JPEG evidence.
+async fn clip_becomes_a_finding_with_evidence(th: &TestHub) -> anyhow::Result<()> {
     // The person on the left of the floor becomes one finding with evidence.
     let f = wait_for(Duration::from_secs(60), "a video finding", || {
-        let th = &th;
+        let th = th;
         async move {
             let items = th.all_findings("camera=dock&rule=person-in-zone").await?;
             Ok(items.into_iter().find(|f| f["evidence"].as_array().is_some_and(|e| !e.is_empty())))
@@ -95,14 +83,50 @@ async fn a_camera_clip_becomes_a_finding_with_jpeg_evidence_and_cameras_are_mana
         "the evidence names the person: {ev}"
     );
     for key in ["annotated_url", "frame_url"] {
-        let (status, ct, body) = bytes(&th, ev[key].as_str().unwrap()).await?;
+        let (status, ct, body) = bytes(th, ev[key].as_str().unwrap()).await?;
         assert_eq!((status, ct.as_str()), (200, "image/jpeg"), "{key}");
         assert_eq!(jpeg_size(&body), (480, 270), "{key}");
     }
-    let (status, ct, _) = bytes(&th, &format!("/api/v1/findings/{}/evidence", f["id"])).await?;
+    let (status, ct, _) = bytes(th, &format!("/api/v1/findings/{}/evidence", f["id"])).await?;
     assert_eq!((status, ct.as_str()), (200, "image/jpeg"));
     let files = std::fs::read_dir(th.dir.join("evidence"))?.count();
     assert!(files >= 1, "evidence is stored under data_dir/evidence");
+
+    Ok(())
+}
+
+fn dock_config(sim: &SimCamera) -> anyhow::Result<config::Config> {
+    let mut cfg = config_with(&format!(
+        "{}\n[[cameras]]\nid = \"dock\"\nsite = \"s1\"\nname = \"Dock floor\"\nurl = \"{}\"\n{ZONE_RULE}",
+        small_site(&[]),
+        sim.url()
+    ))?;
+    cfg.models.search_path = model_search_path()?;
+    Ok(cfg)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_clip_becomes_a_finding_with_evidence_on_postgres() -> anyhow::Result<()> {
+    let clip = Clip::from_mp4(&shared_data("videos/intel_worker-zone-detection_from-gif.mp4")?)?;
+    let sim = SimCamera::start(&clip, 0, "dock")?;
+    let mut cfg = dock_config(&sim)?;
+    cfg.database.url = tests::fresh_postgres_database().await?;
+    let th = TestHub::start(cfg, StartOptions::default()).await?;
+    clip_becomes_a_finding_with_evidence(&th).await?;
+    th.stop().await;
+    drop(sim);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_clip_becomes_a_finding_with_jpeg_evidence_and_cameras_are_managed_live()
+-> anyhow::Result<()> {
+    let clip = Clip::from_mp4(&shared_data("videos/intel_worker-zone-detection_from-gif.mp4")?)?;
+    let sim = SimCamera::start(&clip, 0, "dock")?;
+    let relay = SimCamera::start(&Clip::synthetic(320, 180, 10, 2)?, 0, "relay")?;
+    let th = TestHub::start(dock_config(&sim)?, StartOptions::default()).await?;
+
+    clip_becomes_a_finding_with_evidence(&th).await?;
 
     // Health and snapshot of the config camera.
     let (s, cam) = send(&th, "GET", "/api/v1/cameras/dock", None).await;
