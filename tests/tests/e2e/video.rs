@@ -64,12 +64,9 @@ fn jpeg_size(b: &[u8]) -> (u16, u16) {
 /// The dock camera's person in the floor zone becomes a finding with JPEG evidence.
 async fn clip_becomes_a_finding_with_evidence(th: &TestHub) -> anyhow::Result<()> {
     // The person on the left of the floor becomes one finding with evidence.
-    let f = wait_for(Duration::from_secs(60), "a video finding", || {
-        let th = th;
-        async move {
-            let items = th.all_findings("camera=dock&rule=person-in-zone").await?;
-            Ok(items.into_iter().find(|f| f["evidence"].as_array().is_some_and(|e| !e.is_empty())))
-        }
+    let f = wait_for(Duration::from_secs(60), "a video finding", || async move {
+        let items = th.all_findings("camera=dock&rule=person-in-zone").await?;
+        Ok(items.into_iter().find(|f| f["evidence"].as_array().is_some_and(|e| !e.is_empty())))
     })
     .await?;
     assert_eq!(f["kind"], "detection");
