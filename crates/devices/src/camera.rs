@@ -140,7 +140,7 @@ impl Clip {
         gst::init()?;
         let pipeline = gst::parse::launch(
             "appsrc name=src format=time ! h264parse ! identity drop-buffer-flags=delta-unit ! \
-             avdec_h264 ! videoconvert ! video/x-raw,format=RGB ! appsink name=sink sync=false",
+             avdec_h264 max-threads=1 ! videoconvert ! video/x-raw,format=RGB ! appsink name=sink sync=false",
         )?
         .downcast::<gst::Pipeline>()
         .map_err(|_| anyhow!("not a pipeline"))?;

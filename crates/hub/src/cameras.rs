@@ -392,11 +392,15 @@ impl CameraManager {
             self.put(c.clone(), "config", created);
         }
         for row in stored {
+            if cfg_cameras.iter().any(|c| c.id.as_str() == row.id) {
+                if row.source != "config" {
+                    warn!(camera = %row.id, "an API camera has the id of a camera in the configuration file; the file's camera replaces it");
+                }
+                continue;
+            }
             if row.source == "config" {
                 // A config camera no longer in the file.
-                if !cfg_cameras.iter().any(|c| c.id.as_str() == row.id) {
-                    self.shared.store.delete_camera(&row.id).await?;
-                }
+                self.shared.store.delete_camera(&row.id).await?;
                 continue;
             }
             match serde_json::from_str::<config::Camera>(&row.spec) {

@@ -3,13 +3,15 @@
 //! ```text
 //! rtspsrc (TCP) ! rtph264depay ! h264parse ─┬─ relay only (`off`): nothing decoded
 //!                                           └─ identity drop-buffer-flags=delta-unit
-//!                                              ! avdec_h264 ! videoconvert ! RGB appsink
+//!                                              ! avdec_h264 max-threads=1 ! videoconvert ! RGB appsink
 //! ```
 //!
 //! Analysis decodes as little as possible: `keyframes` (the default) drops every delta unit
 //! before the decoder, so about one frame per GOP is decoded; `fps = N` decodes everything and
 //! keeps N frames a second; `off` decodes nothing. Decoded frames go to a bounded queue with
 //! `try_send`: when analysis is behind, frames are dropped and counted, and ingest never waits.
+//! Decoders run one thread each: with many cameras the parallelism is across cameras, and a
+//! frame-threaded decoder would hold key frames back (one per thread) before emitting them.
 //!
 //! A camera reconnects with backoff and jitter after an error, an end of stream, or a stall
 //! (no data for [`STALL`]), and keeps its health (state, input fps, last key frame, last error
@@ -237,11 +239,11 @@ fn launch(spec: &CameraSpec) -> String {
     match spec.analysis {
         Analysis::Off => format!("{src} ! fakesink sync=false"),
         Analysis::Keyframes => format!(
-            "{src} ! identity drop-buffer-flags=delta-unit ! avdec_h264 ! videoconvert ! \
+            "{src} ! identity drop-buffer-flags=delta-unit ! avdec_h264 max-threads=1 ! videoconvert ! \
              video/x-raw,format=RGB ! {sink}"
         ),
         Analysis::Fps(n) => format!(
-            "{src} ! avdec_h264 ! videorate drop-only=true ! video/x-raw,framerate={n}/1 ! \
+            "{src} ! avdec_h264 max-threads=1 ! videorate drop-only=true ! video/x-raw,framerate={n}/1 ! \
              videoconvert ! video/x-raw,format=RGB ! {sink}"
         ),
     }
