@@ -336,6 +336,9 @@ pub struct Vision {
     pub utc_offset: String,
     /// JPEG quality of evidence and snapshots (1–100).
     pub jpeg_quality: u8,
+    /// Evidence images (and their rows) older than this are deleted; the findings stay.
+    #[serde(with = "humantime_serde")]
+    pub evidence_retention: Duration,
 }
 
 impl Default for Vision {
@@ -348,6 +351,7 @@ impl Default for Vision {
             batch: 1,
             utc_offset: "+08:00".into(),
             jpeg_quality: 85,
+            evidence_retention: Duration::from_secs(90 * 86400),
         }
     }
 }

@@ -296,6 +296,9 @@ impl Config {
         if let Err(e) = parse_utc_offset(&v.utc_offset) {
             out.push(problem("vision.utc_offset", e));
         }
+        if v.evidence_retention.is_zero() {
+            out.push(problem("vision.evidence_retention", "must be longer than 0 (e.g. \"90d\")"));
+        }
         if !(1..=100).contains(&v.jpeg_quality) {
             out.push(problem("vision.jpeg_quality", "must be 1–100"));
         }

@@ -54,16 +54,23 @@ impl std::fmt::Debug for Clip {
     }
 }
 
-fn collect(launch: &str, name: &str) -> anyhow::Result<Clip> {
+/// Builds a pipeline from a launch line.
+fn pipeline(launch: &str) -> anyhow::Result<gst::Pipeline> {
     gst::init()?;
-    let pipeline = gst::parse::launch(launch)
-        .with_context(|| format!("building the reader for {name}"))?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| anyhow!("not a pipeline"))?;
-    let sink = pipeline
-        .by_name("sink")
-        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-        .ok_or_else(|| anyhow!("no appsink"))?;
+    gst::parse::launch(launch)?.downcast::<gst::Pipeline>().map_err(|_| anyhow!("not a pipeline"))
+}
+
+/// The pipeline's element `name`, of type `T`.
+fn element<T: IsA<gst::Element>>(pipeline: &gst::Pipeline, name: &str) -> anyhow::Result<T> {
+    pipeline
+        .by_name(name)
+        .and_then(|e| e.downcast::<T>().ok())
+        .ok_or_else(|| anyhow!("the pipeline has no element {name:?} of the expected type"))
+}
+
+fn collect(launch: &str, name: &str) -> anyhow::Result<Clip> {
+    let pipeline = pipeline(launch).with_context(|| format!("building the reader for {name}"))?;
+    let sink: gst_app::AppSink = element(&pipeline, "sink")?;
     pipeline.set_state(gst::State::Playing)?;
     let mut units = Vec::new();
     let mut caps = None;
@@ -137,21 +144,12 @@ impl Clip {
     /// baseline of `hub bench cameras`. Returns the frames of the last pass as (width, height,
     /// RGB) and how many frames were decoded in all.
     pub fn decode_keyframes(&self, repeat: usize) -> anyhow::Result<(Vec<DecodedFrame>, usize)> {
-        gst::init()?;
-        let pipeline = gst::parse::launch(
+        let pipeline = pipeline(
             "appsrc name=src format=time ! h264parse ! identity drop-buffer-flags=delta-unit ! \
              avdec_h264 max-threads=1 ! videoconvert ! video/x-raw,format=RGB ! appsink name=sink sync=false",
-        )?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| anyhow!("not a pipeline"))?;
-        let src = pipeline
-            .by_name("src")
-            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-            .ok_or_else(|| anyhow!("no appsrc"))?;
-        let sink = pipeline
-            .by_name("sink")
-            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-            .ok_or_else(|| anyhow!("no appsink"))?;
+        )?;
+        let src: gst_app::AppSrc = element(&pipeline, "src")?;
+        let sink: gst_app::AppSink = element(&pipeline, "sink")?;
         src.set_caps(Some(&self.caps));
         pipeline.set_state(gst::State::Playing)?;
         let (units, length) = (self.units.clone(), self.length);

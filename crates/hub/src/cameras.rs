@@ -46,6 +46,7 @@ pub struct VisionSettings {
     pub jpeg_quality: u8,
     /// `data_dir/evidence`.
     pub evidence_dir: PathBuf,
+    pub evidence_retention: Duration,
 }
 
 impl VisionSettings {
@@ -58,6 +59,7 @@ impl VisionSettings {
             utc_offset_s: config::parse_utc_offset(&v.utc_offset).unwrap_or(0),
             jpeg_quality: v.jpeg_quality,
             evidence_dir: cfg.data_dir.join("evidence"),
+            evidence_retention: v.evidence_retention,
         }
     }
 }
@@ -84,7 +86,8 @@ pub struct AnalysisStats {
 }
 
 struct Entry {
-    spec: config::Camera,
+    /// Shared with the workers, which take it per frame.
+    spec: Arc<config::Camera>,
     source: String,
     created_at: UnixMs,
     updated_at: UnixMs,
@@ -301,9 +304,13 @@ impl CameraManager {
             _ => None,
         };
         let id = spec.id.to_string();
-        info!(camera = %id, url = %ingest::camera::redact(&spec.url), "camera started");
+        let url = ingest::camera::redact(&spec.url);
+        match &running {
+            Some(_) => info!(camera = %id, url = %url, "camera started"),
+            None => info!(camera = %id, url = %url, "camera added, not pulled (disabled)"),
+        }
         let entry = Entry {
-            spec,
+            spec: Arc::new(spec),
             source: source.into(),
             created_at,
             updated_at: now_ms(),
@@ -343,7 +350,9 @@ impl CameraManager {
 
     /// The spec and source of a camera (URL credentials included, for PATCH).
     pub fn spec(&self, id: &str) -> Option<(config::Camera, String, UnixMs)> {
-        lock(&self.shared.cams).get(id).map(|e| (e.spec.clone(), e.source.clone(), e.created_at))
+        lock(&self.shared.cams)
+            .get(id)
+            .map(|e| (config::Camera::clone(&e.spec), e.source.clone(), e.created_at))
     }
 
     /// The camera's latest decoded frame as JPEG.
@@ -376,14 +385,7 @@ impl CameraManager {
         let now = now_ms();
         let stored = self.shared.store.cameras().await?;
         for c in cfg_cameras {
-            let row = CameraRow {
-                id: c.id.to_string(),
-                site_id: c.site.to_string(),
-                spec: serde_json::to_string(c).unwrap_or_default(),
-                source: "config".into(),
-                created_at: now,
-                updated_at: now,
-            };
+            let row = CameraRow::of(c, "config", now, now);
             self.shared.store.upsert_camera(&row, true).await?;
             for p in self.check(c, &format!("cameras[{}]", c.id)) {
                 warn!("{p}");
@@ -422,7 +424,7 @@ impl CameraManager {
         let (mut added, mut changed, mut removed) = (Vec::new(), Vec::new(), Vec::new());
         let current: HashMap<String, (config::Camera, String)> = lock(&self.shared.cams)
             .iter()
-            .map(|(k, e)| (k.clone(), (e.spec.clone(), e.source.clone())))
+            .map(|(k, e)| (k.clone(), (config::Camera::clone(&e.spec), e.source.clone())))
             .collect();
         for c in cfg_cameras {
             let id = c.id.to_string();
@@ -436,15 +438,7 @@ impl CameraManager {
                 Some(_) => changed.push(id.clone()),
                 None => added.push(id.clone()),
             }
-            let row = CameraRow {
-                id: id.clone(),
-                site_id: c.site.to_string(),
-                spec: serde_json::to_string(c).unwrap_or_default(),
-                source: "config".into(),
-                created_at: now,
-                updated_at: now,
-            };
-            self.shared.store.upsert_camera(&row, true).await?;
+            self.shared.store.upsert_camera(&CameraRow::of(c, "config", now, now), true).await?;
             self.put(c.clone(), "config", now);
         }
         for (id, (_, src)) in current {
@@ -457,17 +451,42 @@ impl CameraManager {
         Ok((added, changed, removed))
     }
 
+    /// Deletes evidence older than `vision.evidence_retention` (rows, then files).
+    async fn apply_evidence_retention(&self) {
+        let cutoff = now_ms() - self.shared.settings.evidence_retention.as_millis() as i64;
+        match self.shared.store.delete_evidence_before(cutoff).await {
+            Ok(files) if !files.is_empty() => {
+                let root = self.shared.settings.evidence_dir.clone();
+                let n = files.len();
+                let _ = tokio::task::spawn_blocking(move || {
+                    for f in files.iter().filter(|f| !f.contains("..") && !f.starts_with('/')) {
+                        let _ = std::fs::remove_file(root.join(f));
+                    }
+                })
+                .await;
+                info!(files = n, "old evidence deleted (vision.evidence_retention)");
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "evidence retention failed; retrying in an hour"),
+        }
+    }
+
     /// Once a second: a camera that was online and now is not gets an offline finding (one per
-    /// outage). Runs until `shutdown`.
+    /// outage). Hourly (and at start): evidence retention. Runs until `shutdown`.
     pub async fn run_monitor(self, shutdown: common::Shutdown) {
         let Some(writer) = lock(&self.shared.writer).clone() else { return };
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut n: u64 = 0;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {}
             }
+            if n.is_multiple_of(3600) {
+                self.apply_evidence_retention().await;
+            }
+            n += 1;
             let mut hits = Vec::new();
             {
                 let mut cams = lock(&self.shared.cams);
@@ -534,7 +553,7 @@ impl CameraManager {
 }
 
 fn view(e: &Entry) -> CameraView {
-    let mut spec = e.spec.clone();
+    let mut spec = config::Camera::clone(&e.spec);
     spec.url = ingest::camera::redact(&spec.url);
     let health = e
         .running
@@ -611,14 +630,14 @@ fn analyse(
     scene.stats.frames_analysed += 1;
     shared.analysed.inc();
     let mut problem = None;
-    for model in scene.rules.models() {
-        let det = match detectors.get_mut(&model) {
+    for model in scene.rules.models().iter() {
+        let det = match detectors.get_mut(model) {
             Some(d) => d,
             None => match shared
                 .library
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
-                .get(&model)
+                .get(model)
                 .and_then(Detector::new)
             {
                 Ok(d) => detectors.entry(model.clone()).or_insert(d),
@@ -638,7 +657,7 @@ fn analyse(
         }
         firings.clear();
         scene.rules.evaluate(
-            &model,
+            model,
             detections,
             frame.width,
             frame.height,

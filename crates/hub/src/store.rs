@@ -122,6 +122,20 @@ pub struct CameraRow {
     pub updated_at: UnixMs,
 }
 
+impl CameraRow {
+    /// The row of a camera's configuration.
+    pub fn of(c: &config::Camera, source: &str, created_at: UnixMs, updated_at: UnixMs) -> Self {
+        Self {
+            id: c.id.to_string(),
+            site_id: c.site.to_string(),
+            spec: serde_json::to_string(c).unwrap_or_default(),
+            source: source.into(),
+            created_at,
+            updated_at,
+        }
+    }
+}
+
 impl FindingHit {
     pub fn key(site: &str, subject: &str, rule: &str, kind: &str) -> String {
         format!("{site}|{subject}|{rule}|{kind}")
@@ -685,6 +699,25 @@ impl Store {
             .await
             .map_err(db("applying readings retention"))?;
         Ok(r.rows_affected())
+    }
+
+    /// Deletes evidence rows captured before `cutoff`; returns their files (relative to
+    /// `data_dir/evidence`) for the caller to remove.
+    pub async fn delete_evidence_before(&self, cutoff: UnixMs) -> Result<Vec<String>, Error> {
+        let rows = sqlx::query(
+            "DELETE FROM evidence WHERE captured_at < $1 RETURNING frame_path, annotated_path",
+        )
+        .bind(cutoff)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("applying evidence retention"))?;
+        let mut files = Vec::with_capacity(rows.len() * 2);
+        for r in &rows {
+            for col in ["frame_path", "annotated_path"] {
+                files.push(r.try_get::<String, _>(col).map_err(db("applying evidence retention"))?);
+            }
+        }
+        Ok(files)
     }
 }
 

@@ -109,6 +109,11 @@ async fn dedup_under_concurrency_and_life_cycle(store: Store) -> anyhow::Result<
     assert_eq!(ev.iter().map(|e| e.captured_at).collect::<Vec<_>>(), vec![2000, 2001]);
     assert_eq!(ev[0].annotated_path, "d/a-annotated.jpg");
     assert!(store.evidence(&[]).await?.is_empty());
+    // Retention removes old evidence rows and returns their files; the finding stays.
+    let gone = store.delete_evidence_before(2001).await?;
+    assert_eq!(gone, ["d/a-frame.jpg", "d/a-annotated.jpg"]);
+    assert_eq!(store.evidence(&[first[0].id]).await?.len(), 1);
+    assert!(store.finding(first[0].id).await?.is_some());
 
     // Cameras: insert once, replace, delete.
     let site: config::Site = toml::from_str(

@@ -55,14 +55,7 @@ fn check(s: &AppState, c: &config::Camera) -> Result<(), Error> {
 }
 
 async fn save(s: &AppState, c: &config::Camera, created_at: i64, new: bool) -> Result<bool, Error> {
-    let row = CameraRow {
-        id: c.id.to_string(),
-        site_id: c.site.to_string(),
-        spec: serde_json::to_string(c).unwrap_or_default(),
-        source: "api".into(),
-        created_at,
-        updated_at: s.clock.now_ms(),
-    };
+    let row = CameraRow::of(c, "api", created_at, s.clock.now_ms());
     s.store.upsert_camera(&row, !new).await
 }
 

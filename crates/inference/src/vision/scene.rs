@@ -69,6 +69,9 @@ struct Compiled {
 #[derive(Debug, Clone)]
 pub struct SceneRules {
     rules: Vec<Compiled>,
+    /// The models the rules use, without repeats (shared, so callers take it per frame without
+    /// allocating).
+    models: std::sync::Arc<[String]>,
     utc_offset_s: i32,
 }
 
@@ -94,19 +97,19 @@ impl SceneRules {
                 state: RuleState { streak_since: None, streak_frames: 0, last_fired: None },
                 rule: r.clone(),
             })
-            .collect();
-        Self { rules, utc_offset_s }
+            .collect::<Vec<Compiled>>();
+        let mut models: Vec<String> = Vec::new();
+        for c in &rules {
+            if !models.contains(&c.rule.model) {
+                models.push(c.rule.model.clone());
+            }
+        }
+        Self { rules, models: models.into(), utc_offset_s }
     }
 
     /// The models this camera's rules need, without repeats.
-    pub fn models(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for c in &self.rules {
-            if !out.contains(&c.rule.model) {
-                out.push(c.rule.model.clone());
-            }
-        }
-        out
+    pub fn models(&self) -> std::sync::Arc<[String]> {
+        self.models.clone()
     }
 
     pub fn is_empty(&self) -> bool {
