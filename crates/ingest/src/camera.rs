@@ -249,13 +249,12 @@ fn launch(spec: &CameraSpec) -> String {
     }
 }
 
-/// Input statistics, updated by a pad probe on the parser's output.
+/// Input statistics of one connection that health does not show as such, updated by a pad
+/// probe on the parser's output (unit and key-frame counts go straight into the health).
 #[derive(Default)]
 struct Input {
-    units: u64,
     bytes: u64,
     last_unit: Option<Instant>,
-    last_keyframe_at: Option<UnixMs>,
 }
 
 fn run_once(
@@ -277,19 +276,18 @@ fn run_once(
         let (input, health) = (input.clone(), health.clone());
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             if let Some(b) = info.buffer() {
-                let mut i = input.lock().unwrap_or_else(|e| e.into_inner());
-                i.units += 1;
-                i.bytes += b.size() as u64;
-                i.last_unit = Some(Instant::now());
-                let key = !b.flags().contains(gst::BufferFlags::DELTA_UNIT);
-                if key {
-                    i.last_keyframe_at = Some(now_ms());
+                {
+                    let mut i = input.lock().unwrap_or_else(|e| e.into_inner());
+                    i.bytes += b.size() as u64;
+                    i.last_unit = Some(Instant::now());
                 }
-                drop(i);
                 // Counted at once (not at the next health tick), across reconnects.
                 let mut h = health.lock().unwrap_or_else(|e| e.into_inner());
                 h.frames_in += 1;
-                h.keyframes_in += u64::from(key);
+                if !b.flags().contains(gst::BufferFlags::DELTA_UNIT) {
+                    h.keyframes_in += 1;
+                    h.last_keyframe_at = Some(now_ms());
+                }
             }
             gst::PadProbeReturn::Ok
         });
@@ -342,7 +340,8 @@ fn run_once(
         return Ended::Failed("no bus".into());
     };
     let started = Instant::now();
-    let (mut last_tick, mut last_units, mut last_bytes) = (Instant::now(), 0u64, 0u64);
+    let units_at_start = health.lock().unwrap_or_else(|e| e.into_inner()).frames_in;
+    let (mut last_tick, mut last_units, mut last_bytes) = (Instant::now(), units_at_start, 0u64);
     let ended = loop {
         if stop.try_recv().is_ok() {
             break Ended::Stopped;
@@ -361,9 +360,9 @@ fn run_once(
                 _ => {}
             }
         }
-        let (units, bytes, last_unit, key) = {
+        let (bytes, last_unit) = {
             let i = input.lock().unwrap_or_else(|e| e.into_inner());
-            (i.units, i.bytes, i.last_unit, i.last_keyframe_at)
+            (i.bytes, i.last_unit)
         };
         match last_unit {
             None if started.elapsed() > CONNECT_TIMEOUT => {
@@ -382,9 +381,9 @@ fn run_once(
         }
         let dt = last_tick.elapsed();
         if dt >= Duration::from_secs(1) {
+            let units = h.frames_in;
             h.input_fps = (units - last_units) as f64 / dt.as_secs_f64();
             h.bitrate = (bytes - last_bytes) as f64 * 8.0 / dt.as_secs_f64();
-            h.last_keyframe_at = key;
             (last_tick, last_units, last_bytes) = (Instant::now(), units, bytes);
         }
     };

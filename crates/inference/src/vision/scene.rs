@@ -139,19 +139,17 @@ impl SceneRules {
                 continue;
             }
             let r = &c.rule;
-            let matched: Vec<usize> = detections
-                .iter()
-                .enumerate()
-                .filter(|(_, d)| d.score >= r.min_score)
-                .filter(|(_, d)| r.labels.is_empty() || r.labels.iter().any(|l| **l == *d.label))
-                .filter(|(_, d)| {
-                    c.zone.as_ref().is_none_or(|z| z.contains((d.x1 + d.x2) / 2.0 / w, d.y2 / h))
-                })
-                .map(|(i, _)| i)
-                .collect();
+            let zone = &c.zone;
+            let counts = |d: &Detection| {
+                d.score >= r.min_score
+                    && (r.labels.is_empty() || r.labels.iter().any(|l| **l == *d.label))
+                    && zone.as_ref().is_none_or(|z| z.contains((d.x1 + d.x2) / 2.0 / w, d.y2 / h))
+            };
+            // Counted on every frame; the indices are collected only when the rule fires.
+            let count = detections.iter().filter(|d| counts(d)).count();
             let in_window = c.windows.is_empty() || c.windows.iter().any(|t| t.contains(minute));
             let st = &mut c.state;
-            if !in_window || matched.len() < r.min_count as usize {
+            if !in_window || count < r.min_count as usize {
                 st.streak_since = None;
                 st.streak_frames = 0;
                 continue;
@@ -169,6 +167,8 @@ impl SceneRules {
                 continue;
             }
             st.last_fired = Some(at);
+            let matched: Vec<usize> =
+                (0..detections.len()).filter(|&i| counts(&detections[i])).collect();
             let summary = r.summary.clone().unwrap_or_else(|| {
                 let what = if r.labels.is_empty() { "object".into() } else { r.labels.join("/") };
                 match &r.zone {
