@@ -137,7 +137,7 @@ impl Preprocessor {
             &mut self.resized,
         );
         let (iw, ih) = (self.spec.input_width as usize, self.spec.input_height as usize);
-        out.clear();
+        // Every value is written below (image, padding): only a size change touches it.
         out.resize(3 * iw * ih, 0.0);
         for (p, plane) in out.chunks_exact_mut(iw * ih).enumerate() {
             let lut = &self.lut[p];

@@ -21,6 +21,11 @@ struct AxisCoeffs {
     first: Vec<usize>,
     count: Vec<usize>,
     weights: Vec<i32>,
+    /// The same taps as exactly `ksize` source pixels per output (when `in_size >= ksize`):
+    /// the window moved inside the line where it would cross an edge, weight 0 for pixels
+    /// that are not taps, so the sums are the same to the bit.
+    window_first: Vec<usize>,
+    window_weights: Vec<i32>,
 }
 
 impl AxisCoeffs {
@@ -64,6 +69,18 @@ impl AxisCoeffs {
             self.first.push(xmin);
             self.count.push(n);
         }
+        self.window_first.clear();
+        self.window_weights.clear();
+        if in_size >= ksize {
+            self.window_weights.resize(out_size * ksize, 0);
+            for i in 0..out_size {
+                let (x0, n) = (self.first[i], self.count[i]);
+                let start = x0.min(in_size - ksize);
+                self.window_weights[i * ksize + x0 - start..][..n]
+                    .copy_from_slice(&self.weights[i * ksize..][..n]);
+                self.window_first.push(start);
+            }
+        }
     }
 
     /// The weights of output index `i` and the first source index they apply to.
@@ -75,6 +92,14 @@ impl AxisCoeffs {
 #[inline]
 fn clip8(acc: i32) -> u8 {
     (acc >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// Writes one RGB pixel's sums, shifted back to 8 bits.
+#[inline]
+fn store(px: &mut [u8], acc: [i32; 3]) {
+    px[0] = clip8(acc[0]);
+    px[1] = clip8(acc[1]);
+    px[2] = clip8(acc[2]);
 }
 
 /// Rounding term added before the final shift.
@@ -108,7 +133,7 @@ impl Resizer {
         dst: &mut Vec<u8>,
     ) {
         debug_assert_eq!(src.len(), src_w * src_h * 3);
-        dst.clear();
+        // Every byte is written below: only a size change touches the allocation.
         dst.resize(dst_w * dst_h * 3, 0);
         let need_h = src_w != dst_w;
         let need_v = src_h != dst_h;
@@ -131,7 +156,6 @@ impl Resizer {
         let last_row = self.vertical.first[dst_h - 1] + self.vertical.count[dst_h - 1];
         let rows = last_row - first_row;
         self.horizontal.prepare(src_w, dst_w);
-        self.temp.clear();
         self.temp.resize(dst_w * rows * 3, 0);
         horizontal_pass(&self.horizontal, src, src_w, first_row, rows, dst_w, &mut self.temp);
         vertical_pass(&self.vertical, &self.temp, dst_w, first_row, &mut self.acc, dst);
@@ -140,6 +164,25 @@ impl Resizer {
 
 /// Filters `rows` rows of `src` from `first_row` along x into `out` (`out_w` wide).
 fn horizontal_pass(
+    c: &AxisCoeffs,
+    src: &[u8],
+    src_w: usize,
+    first_row: usize,
+    rows: usize,
+    out_w: usize,
+    out: &mut [u8],
+) {
+    // A fixed tap count lets the compiler unroll the inner loop (the common downscale factors
+    // up to 3×); other factors take the general loop.
+    match c.ksize {
+        3 => horizontal_fixed::<3>(c, src, src_w, first_row, rows, out_w, out),
+        5 => horizontal_fixed::<5>(c, src, src_w, first_row, rows, out_w, out),
+        7 => horizontal_fixed::<7>(c, src, src_w, first_row, rows, out_w, out),
+        _ => horizontal_general(c, src, src_w, first_row, rows, out_w, out),
+    }
+}
+
+fn horizontal_general(
     c: &AxisCoeffs,
     src: &[u8],
     src_w: usize,
@@ -159,9 +202,39 @@ fn horizontal_pass(
                 acc[1] += i32::from(p[1]) * w;
                 acc[2] += i32::from(p[2]) * w;
             }
-            px[0] = clip8(acc[0]);
-            px[1] = clip8(acc[1]);
-            px[2] = clip8(acc[2]);
+            store(px, acc);
+        }
+    }
+}
+
+/// As [`horizontal_general`] with every output pixel reading exactly `K` source pixels (the
+/// coefficients' windows).
+fn horizontal_fixed<const K: usize>(
+    c: &AxisCoeffs,
+    src: &[u8],
+    src_w: usize,
+    first_row: usize,
+    rows: usize,
+    out_w: usize,
+    out: &mut [u8],
+) {
+    if c.window_first.len() != out_w {
+        return horizontal_general(c, src, src_w, first_row, rows, out_w, out);
+    }
+    for y in 0..rows {
+        let line = &src[(first_row + y) * src_w * 3..][..src_w * 3];
+        let out_line = &mut out[y * out_w * 3..][..out_w * 3];
+        let windows = c.window_first.iter().zip(c.window_weights.chunks_exact(K));
+        for (px, (&start, w)) in out_line.chunks_exact_mut(3).zip(windows) {
+            let p = &line[start * 3..][..3 * K];
+            let w: &[i32; K] = w.try_into().expect("K weights");
+            let mut acc = [HALF; 3];
+            for j in 0..K {
+                acc[0] += i32::from(p[3 * j]) * w[j];
+                acc[1] += i32::from(p[3 * j + 1]) * w[j];
+                acc[2] += i32::from(p[3 * j + 2]) * w[j];
+            }
+            store(px, acc);
         }
     }
 }
@@ -215,6 +288,20 @@ mod tests {
 
     fn hex(b: &[u8]) -> String {
         b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn fixed_tap_windows_sum_as_the_general_loop() {
+        let (w, h) = (480usize, 6usize);
+        let src: Vec<u8> = (0..w * h * 3).map(|i| (i * 131 % 251) as u8).collect();
+        for out_w in [352, 416, 200, 160, 97, 640, 480 * 3] {
+            let mut c = AxisCoeffs::default();
+            c.prepare(w, out_w);
+            let (mut general, mut fixed) = (vec![0u8; out_w * h * 3], vec![0u8; out_w * h * 3]);
+            horizontal_general(&c, &src, w, 0, h, out_w, &mut general);
+            horizontal_pass(&c, &src, w, 0, h, out_w, &mut fixed);
+            assert_eq!(general, fixed, "480 → {out_w} (ksize {})", c.ksize);
+        }
     }
 
     #[test]
