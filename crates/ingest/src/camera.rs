@@ -1,4 +1,10 @@
-//! Camera sources: one GStreamer pipeline per camera, on its own thread.
+//! Camera sources. Two RTSP clients, chosen per camera ([`RtspClient`]):
+//!
+//! - `native` (the default, [`crate::native`]): retina receives on a small shared async
+//!   runtime; only the access units analysis needs go to a GStreamer decoder
+//!   (`appsrc ! avdec_h264 ! videoconvert ! RGB appsink`). About a third of rtspsrc's CPU.
+//! - `gstreamer`: one whole GStreamer pipeline per camera on its own thread, for cameras the
+//!   native client cannot talk to:
 //!
 //! ```text
 //! rtspsrc (TCP) ! rtph264depay ! h264parse ─┬─ relay only (`off`): nothing decoded
@@ -53,14 +59,28 @@ pub enum Analysis {
     Off,
 }
 
+/// Which RTSP client pulls a camera.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RtspClient {
+    /// retina on a shared async runtime; GStreamer only decodes (see [`crate::native`]).
+    #[default]
+    Native,
+    /// rtspsrc: one whole GStreamer pipeline and thread per camera.
+    Gstreamer,
+}
+
 /// What a camera source needs.
 #[derive(Debug, Clone)]
 pub struct CameraSpec {
     pub id: CameraId,
     /// `rtsp://[user:pass@]host[:port]/path`; the credentials never reach logs or health.
     pub url: String,
+    /// rtspsrc's jitter buffer (the `gstreamer` client only: over TCP the native client needs
+    /// none).
     pub latency_ms: u32,
     pub analysis: Analysis,
+    pub client: RtspClient,
 }
 
 /// A decoded frame for analysis: RGB, tightly packed.
@@ -135,45 +155,107 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-fn now_ms() -> UnixMs {
+pub(crate) fn now_ms() -> UnixMs {
     crate::now_ms()
+}
+
+pub(crate) fn lock(health: &Mutex<Health>) -> std::sync::MutexGuard<'_, Health> {
+    health.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Initialises GStreamer (once per process); a failure is the camera's last error.
+pub(crate) fn gst_ready(health: &Mutex<Health>) -> bool {
+    match gst::init() {
+        Ok(()) => true,
+        Err(e) => {
+            lock(health).last_error = Some(format!("GStreamer: {e}"));
+            false
+        }
+    }
+}
+
+/// Reconnection delays: 250 ms doubling up to [`MAX_BACKOFF`], each with up to 25 % jitter.
+pub(crate) struct Backoff(Duration);
+
+impl Backoff {
+    pub(crate) fn new() -> Self {
+        Backoff(Duration::from_millis(250))
+    }
+
+    pub(crate) fn next(&mut self) -> Duration {
+        let jitter = rand::thread_rng().gen_range(0..=self.0.as_millis() as u64 / 4);
+        let wait = self.0 + Duration::from_millis(jitter);
+        self.0 = (self.0 * 2).min(MAX_BACKOFF);
+        wait
+    }
+}
+
+/// A connection ended with `why`: logged and shown in the health with credentials redacted.
+pub(crate) fn on_failure(spec: &CameraSpec, health: &Mutex<Health>, why: String) {
+    let url = redact(&spec.url);
+    let why = why.replace(&spec.url, &url);
+    warn!(camera = %spec.id, url = %url, error = %why, "camera failed; reconnecting");
+    let mut h = lock(health);
+    h.state = CameraState::Offline;
+    h.last_error = Some(why);
+    h.reconnects += 1;
+    h.input_fps = 0.0;
+    h.bitrate = 0.0;
+}
+
+/// How a camera runs.
+enum Runner {
+    Thread { stop: std_mpsc::Sender<()>, thread: Option<std::thread::JoinHandle<()>> },
+    Task(crate::native::Task),
 }
 
 /// A running camera source.
 pub struct Camera {
     pub spec_id: CameraId,
     health: Arc<Mutex<Health>>,
-    stop: std_mpsc::Sender<()>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    runner: Runner,
 }
 
 impl Camera {
-    /// Starts the camera's thread. Frames go to `frames` (dropped and counted when it is full).
+    /// Starts the camera. Frames go to `frames` (dropped and counted when it is full).
     pub fn start(spec: CameraSpec, frames: mpsc::Sender<Frame>, dropped: Arc<Counter>) -> Self {
         let health = Arc::new(Mutex::new(Health::default()));
-        let (stop, stop_rx) = std_mpsc::channel();
         let h = health.clone();
         let id = spec.id.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("camera-{}", spec.id))
-            .spawn(move || run(spec, frames, dropped, h, stop_rx))
-            .expect("spawning a camera thread");
-        Camera { spec_id: id, health, stop, thread: Some(thread) }
+        let runner = match spec.client {
+            RtspClient::Native => {
+                Runner::Task(crate::native::Task::start(spec, frames, dropped, h))
+            }
+            RtspClient::Gstreamer => {
+                let (stop, stop_rx) = std_mpsc::channel();
+                let thread = std::thread::Builder::new()
+                    .name(format!("camera-{}", spec.id))
+                    .spawn(move || run(spec, frames, dropped, h, stop_rx))
+                    .expect("spawning a camera thread");
+                Runner::Thread { stop, thread: Some(thread) }
+            }
+        };
+        Camera { spec_id: id, health, runner }
     }
 
     pub fn health(&self) -> Health {
-        self.health.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        lock(&self.health).clone()
     }
 
-    /// Stops the pipeline and joins the thread.
+    /// Stops the camera and waits until its pipeline is torn down.
     pub fn stop(mut self) {
         self.halt();
     }
 
     fn halt(&mut self) {
-        let _ = self.stop.send(());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        match &mut self.runner {
+            Runner::Thread { stop, thread } => {
+                let _ = stop.send(());
+                if let Some(t) = thread.take() {
+                    let _ = t.join();
+                }
+            }
+            Runner::Task(task) => task.stop(),
         }
     }
 }
@@ -196,37 +278,38 @@ fn run(
     health: Arc<Mutex<Health>>,
     stop: std_mpsc::Receiver<()>,
 ) {
-    let set = |f: &dyn Fn(&mut Health)| f(&mut health.lock().unwrap_or_else(|e| e.into_inner()));
-    if let Err(e) = gst::init() {
-        set(&|h| h.last_error = Some(format!("GStreamer: {e}")));
+    if !gst_ready(&health) {
         return;
     }
-    let url = redact(&spec.url);
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = Backoff::new();
     loop {
-        set(&|h| h.state = CameraState::Connecting);
+        lock(&health).state = CameraState::Connecting;
         match run_once(&spec, &frames, &dropped, &health, &stop) {
             Ended::Stopped => break,
-            Ended::Failed(why) => {
-                let why = why.replace(&spec.url, &url);
-                warn!(camera = %spec.id, url = %url, error = %why, "camera failed; reconnecting");
-                set(&|h| {
-                    h.state = CameraState::Offline;
-                    h.last_error = Some(why.clone());
-                    h.reconnects += 1;
-                    h.input_fps = 0.0;
-                    h.bitrate = 0.0;
-                });
-            }
+            Ended::Failed(why) => on_failure(&spec, &health, why),
         }
-        let jitter = rand::thread_rng().gen_range(0..=backoff.as_millis() as u64 / 4);
-        match stop.recv_timeout(backoff + Duration::from_millis(jitter)) {
+        match stop.recv_timeout(backoff.next()) {
             Err(std_mpsc::RecvTimeoutError::Timeout) => {}
             _ => break,
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
-    set(&|h| h.state = CameraState::Stopped);
+    lock(&health).state = CameraState::Stopped;
+}
+
+/// From H.264 access units to RGB frames in `appsink name=sink`: the decoder and what follows
+/// it, for both clients (`None` for relay-only cameras).
+pub(crate) fn decode_chain(analysis: Analysis) -> Option<String> {
+    let sink = "appsink name=sink max-buffers=2 drop=true sync=false";
+    match analysis {
+        Analysis::Off => None,
+        Analysis::Keyframes => Some(format!(
+            "avdec_h264 max-threads=1 ! videoconvert ! video/x-raw,format=RGB ! {sink}"
+        )),
+        Analysis::Fps(n) => Some(format!(
+            "avdec_h264 max-threads=1 ! videorate drop-only=true ! video/x-raw,framerate={n}/1 ! \
+             videoconvert ! video/x-raw,format=RGB ! {sink}"
+        )),
+    }
 }
 
 fn launch(spec: &CameraSpec) -> String {
@@ -235,18 +318,58 @@ fn launch(spec: &CameraSpec) -> String {
          h264parse name=parse",
         spec.url, spec.latency_ms
     );
-    let sink = "appsink name=sink max-buffers=2 drop=true sync=false";
-    match spec.analysis {
-        Analysis::Off => format!("{src} ! fakesink sync=false"),
-        Analysis::Keyframes => format!(
-            "{src} ! identity drop-buffer-flags=delta-unit ! avdec_h264 max-threads=1 ! videoconvert ! \
-             video/x-raw,format=RGB ! {sink}"
-        ),
-        Analysis::Fps(n) => format!(
-            "{src} ! avdec_h264 max-threads=1 ! videorate drop-only=true ! video/x-raw,framerate={n}/1 ! \
-             videoconvert ! video/x-raw,format=RGB ! {sink}"
-        ),
+    match (spec.analysis, decode_chain(spec.analysis)) {
+        (_, None) => format!("{src} ! fakesink sync=false"),
+        (Analysis::Keyframes, Some(chain)) => {
+            format!("{src} ! identity drop-buffer-flags=delta-unit ! {chain}")
+        }
+        (_, Some(chain)) => format!("{src} ! {chain}"),
     }
+}
+
+/// Sends what `sink` receives (packed RGB) to the analysis queue: `try_send`, so a full queue
+/// drops the frame and counts it, and the pipeline never waits.
+pub(crate) fn send_frames_to(
+    sink: &gst_app::AppSink,
+    id: CameraId,
+    frames: mpsc::Sender<Frame>,
+    dropped: Arc<Counter>,
+    health: Arc<Mutex<Health>>,
+) {
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let (w, h) = sample
+                    .caps()
+                    .and_then(|c| c.structure(0))
+                    .and_then(|st| {
+                        Some((st.get::<i32>("width").ok()?, st.get::<i32>("height").ok()?))
+                    })
+                    .unwrap_or((0, 0));
+                let Some(buffer) = sample.buffer_owned() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let Ok(mapped) = buffer.into_mapped_buffer_readable() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let frame = Frame {
+                    camera: id.clone(),
+                    width: w as u32,
+                    height: h as u32,
+                    rgb: Bytes::from_owner(mapped),
+                    received_at: now_ms(),
+                };
+                let mut hl = lock(&health);
+                hl.frames_decoded += 1;
+                if frames.try_send(frame).is_err() {
+                    hl.frames_dropped += 1;
+                    dropped.inc();
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
 }
 
 /// Input statistics of one connection that health does not show as such, updated by a pad
@@ -282,7 +405,7 @@ fn run_once(
                     i.last_unit = Some(Instant::now());
                 }
                 // Counted at once (not at the next health tick), across reconnects.
-                let mut h = health.lock().unwrap_or_else(|e| e.into_inner());
+                let mut h = lock(&health);
                 h.frames_in += 1;
                 if !b.flags().contains(gst::BufferFlags::DELTA_UNIT) {
                     h.keyframes_in += 1;
@@ -294,42 +417,7 @@ fn run_once(
     }
     if let Some(sink) = pipeline.by_name("sink").and_then(|e| e.downcast::<gst_app::AppSink>().ok())
     {
-        let (frames, dropped, health, id) =
-            (frames.clone(), dropped.clone(), health.clone(), spec.id.clone());
-        sink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |s| {
-                    let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let (w, h) = sample
-                        .caps()
-                        .and_then(|c| c.structure(0))
-                        .and_then(|st| {
-                            Some((st.get::<i32>("width").ok()?, st.get::<i32>("height").ok()?))
-                        })
-                        .unwrap_or((0, 0));
-                    let Some(buffer) = sample.buffer_owned() else {
-                        return Ok(gst::FlowSuccess::Ok);
-                    };
-                    let Ok(mapped) = buffer.into_mapped_buffer_readable() else {
-                        return Ok(gst::FlowSuccess::Ok);
-                    };
-                    let frame = Frame {
-                        camera: id.clone(),
-                        width: w as u32,
-                        height: h as u32,
-                        rgb: Bytes::from_owner(mapped),
-                        received_at: now_ms(),
-                    };
-                    let mut hl = health.lock().unwrap_or_else(|e| e.into_inner());
-                    hl.frames_decoded += 1;
-                    if frames.try_send(frame).is_err() {
-                        hl.frames_dropped += 1;
-                        dropped.inc();
-                    }
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
+        send_frames_to(&sink, spec.id.clone(), frames.clone(), dropped.clone(), health.clone());
     }
     if let Err(e) = pipeline.set_state(gst::State::Playing) {
         let _ = pipeline.set_state(gst::State::Null);
@@ -340,7 +428,7 @@ fn run_once(
         return Ended::Failed("no bus".into());
     };
     let started = Instant::now();
-    let units_at_start = health.lock().unwrap_or_else(|e| e.into_inner()).frames_in;
+    let units_at_start = lock(health).frames_in;
     let (mut last_tick, mut last_units, mut last_bytes) = (Instant::now(), units_at_start, 0u64);
     let ended = loop {
         if stop.try_recv().is_ok() {
@@ -373,7 +461,7 @@ fn run_once(
             }
             _ => {}
         }
-        let mut h = health.lock().unwrap_or_else(|e| e.into_inner());
+        let mut h = lock(health);
         if last_unit.is_some() && h.state != CameraState::Online {
             info!(camera = %spec.id, "camera online");
             h.state = CameraState::Online;

@@ -18,6 +18,7 @@ pub mod broker;
 pub mod camera;
 pub mod external;
 pub mod gateway;
+pub mod native;
 pub mod telemetry;
 pub mod topic;
 

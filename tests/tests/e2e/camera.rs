@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::CameraId;
 use common::metrics::Counter;
 use devices::camera::{Clip, SimCamera};
-use ingest::camera::{Analysis, Camera, CameraSpec, CameraState, Frame};
+use ingest::camera::{Analysis, Camera, CameraSpec, CameraState, Frame, RtspClient};
 use tests::wait_for;
 use tokio::sync::mpsc;
 
@@ -25,13 +25,14 @@ fn shared_clip(name: &str) -> PathBuf {
     p
 }
 
-fn camera(id: &str, url: String) -> (Camera, mpsc::Receiver<Frame>) {
+fn camera(id: &str, url: String, client: RtspClient) -> (Camera, mpsc::Receiver<Frame>) {
     let (tx, rx) = mpsc::channel(64);
     let spec = CameraSpec {
         id: CameraId::new(id).unwrap(),
         url,
         latency_ms: 200,
         analysis: Analysis::Keyframes,
+        client,
     };
     (Camera::start(spec, tx, Arc::new(Counter::default())), rx)
 }
@@ -43,17 +44,17 @@ fn drain(rx: &mut mpsc::Receiver<Frame>, into: &mut Vec<Frame>) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cameras_decode_key_frames_and_recover_while_others_keep_delivering() -> anyhow::Result<()>
-{
+async fn cameras_decode_key_frames_and_recover_while_others_keep_delivering(
+    client: RtspClient,
+) -> anyhow::Result<()> {
     // 480×270 at 15 fps with a key frame every 15 frames.
     let clip = Clip::from_mp4(&shared_clip("intel_worker-zone-detection_from-gif.mp4"))?;
     assert!(clip.keyframes() >= 4, "{clip:?}");
     let sim1 = SimCamera::start(&clip, 0, "cam1")?;
     let sim2 = SimCamera::start(&clip, 0, "cam2")?;
     let port1 = sim1.port;
-    let (cam1, mut rx1) = camera("cam1", sim1.url());
-    let (cam2, mut rx2) = camera("cam2", sim2.url());
+    let (cam1, mut rx1) = camera("cam1", sim1.url(), client);
+    let (cam2, mut rx2) = camera("cam2", sim2.url(), client);
     let (mut f1, mut f2) = (Vec::new(), Vec::new());
 
     wait_for(Duration::from_secs(20), "three analysed frames from each camera", || {
@@ -123,18 +124,50 @@ async fn cameras_decode_key_frames_and_recover_while_others_keep_delivering() ->
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bad_url_gives_a_clear_health_error() -> anyhow::Result<()> {
-    let (cam, _rx) = camera("nowhere", "rtsp://admin:s3cret@127.0.0.1:9/none".into());
+async fn a_bad_url_gives_a_clear_health_error(client: RtspClient) -> anyhow::Result<()> {
+    let (cam, _rx) = camera("nowhere", "rtsp://admin:s3cret@127.0.0.1:9/none".into(), client);
     let h = wait_for(Duration::from_secs(15), "an error in the camera's health", || {
         let h = cam.health();
         async move { Ok(h.last_error.is_some().then_some(h)) }
     })
     .await?;
     let err = h.last_error.unwrap();
+    eprintln!("{client:?} client, unreachable camera: {err}");
     assert!(!err.contains("s3cret"), "credentials leaked: {err}");
     assert_eq!(h.state, CameraState::Offline, "{err}");
     cam.stop();
+    Ok(())
+}
+
+/// `analysis = "fps"`: every unit is decoded (from the first key frame on) and N frames a
+/// second are kept.
+async fn sampled_decoding_keeps_n_frames_a_second(client: RtspClient) -> anyhow::Result<()> {
+    // 10 fps with a key frame every 10 frames.
+    let clip = Clip::synthetic(320, 180, 10, 2)?;
+    let sim = SimCamera::start(&clip, 0, "sampled")?;
+    let (tx, mut rx) = mpsc::channel(64);
+    let spec = CameraSpec {
+        id: CameraId::new("sampled").unwrap(),
+        url: sim.url(),
+        latency_ms: 200,
+        analysis: Analysis::Fps(5),
+        client,
+    };
+    let cam = Camera::start(spec, tx, Arc::new(Counter::default()));
+    let mut got = Vec::new();
+    wait_for(Duration::from_secs(30), "twelve sampled frames", || {
+        drain(&mut rx, &mut got);
+        let done = got.len() >= 12;
+        async move { Ok(done.then_some(())) }
+    })
+    .await?;
+    let h = cam.health();
+    assert!(got.iter().all(|f| (f.width, f.height, f.rgb.len()) == (320, 180, 320 * 180 * 3)));
+    // Half the input rate: more than every key frame (1 a second), fewer than every frame.
+    assert!(h.frames_decoded * 3 >= h.keyframes_in * 4, "more than key frames: {h:?}");
+    assert!(h.frames_decoded * 3 <= h.frames_in * 2 + 6, "about half the frames: {h:?}");
+    cam.stop();
+    drop(sim);
     Ok(())
 }
 
@@ -148,6 +181,7 @@ async fn a_relay_only_camera_decodes_nothing() -> anyhow::Result<()> {
         url: sim.url(),
         latency_ms: 200,
         analysis: Analysis::Off,
+        client: RtspClient::Native,
     };
     let cam = Camera::start(spec, tx, Arc::new(Counter::default()));
     let h = wait_for(Duration::from_secs(20), "20 input frames counted", || {
@@ -163,19 +197,22 @@ async fn a_relay_only_camera_decodes_nothing() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_credentials_give_a_clear_health_error_and_right_ones_connect() -> anyhow::Result<()>
-{
+async fn wrong_credentials_give_a_clear_health_error_and_right_ones_connect(
+    client: RtspClient,
+) -> anyhow::Result<()> {
     let clip = Clip::synthetic(320, 180, 10, 2)?;
     let sim = SimCamera::serve(0, &[("secured", &clip)], Some(("admin", "right-pw")))?;
-    let (bad, _rx_bad) = camera("bad", sim.url().replace("rtsp://", "rtsp://admin:wrong-pw@"));
-    let (good, _rx_good) = camera("good", sim.url().replace("rtsp://", "rtsp://admin:right-pw@"));
+    let (bad, _rx_bad) =
+        camera("bad", sim.url().replace("rtsp://", "rtsp://admin:wrong-pw@"), client);
+    let (good, _rx_good) =
+        camera("good", sim.url().replace("rtsp://", "rtsp://admin:right-pw@"), client);
     let h = wait_for(Duration::from_secs(20), "an error in the bad camera's health", || {
         let h = bad.health();
         async move { Ok(h.last_error.is_some().then_some(h)) }
     })
     .await?;
     let err = h.last_error.unwrap();
+    eprintln!("{client:?} client, wrong password: {err}");
     assert!(err.to_lowercase().contains("authoriz"), "the error says what is wrong: {err}");
     assert!(!err.contains("wrong-pw"), "credentials leaked: {err}");
     assert_ne!(h.state, CameraState::Online);
@@ -197,14 +234,14 @@ async fn frames_over(cam: &Camera, window: Duration) -> u64 {
     cam.health().frames_in.saturating_sub(before)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_server_many_mounts_stalled_and_garbage_cameras_leave_the_others_alone()
--> anyhow::Result<()> {
+async fn one_server_many_mounts_stalled_and_garbage_cameras_leave_the_others_alone(
+    client: RtspClient,
+) -> anyhow::Result<()> {
     let clip = Clip::synthetic(320, 180, 10, 2)?;
     let sim = SimCamera::serve(0, &[("m1", &clip), ("m2", &clip), ("m3", &clip)], None)?;
-    let (c1, _r1) = camera("m1", sim.url_of("m1"));
-    let (c2, _r2) = camera("m2", sim.url_of("m2"));
-    let (c3, _r3) = camera("m3", sim.url_of("m3"));
+    let (c1, _r1) = camera("m1", sim.url_of("m1"), client);
+    let (c2, _r2) = camera("m2", sim.url_of("m2"), client);
+    let (c3, _r3) = camera("m3", sim.url_of("m3"), client);
     wait_for(Duration::from_secs(30), "three mounts online", || {
         let ok = [&c1, &c2, &c3]
             .iter()
@@ -244,4 +281,62 @@ async fn one_server_many_mounts_stalled_and_garbage_cameras_leave_the_others_alo
         c.stop();
     }
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cameras_decode_key_frames_and_recover_while_others_keep_delivering_native()
+-> anyhow::Result<()> {
+    cameras_decode_key_frames_and_recover_while_others_keep_delivering(RtspClient::Native).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cameras_decode_key_frames_and_recover_while_others_keep_delivering_gstreamer()
+-> anyhow::Result<()> {
+    cameras_decode_key_frames_and_recover_while_others_keep_delivering(RtspClient::Gstreamer).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_url_gives_a_clear_health_error_native() -> anyhow::Result<()> {
+    a_bad_url_gives_a_clear_health_error(RtspClient::Native).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_url_gives_a_clear_health_error_gstreamer() -> anyhow::Result<()> {
+    a_bad_url_gives_a_clear_health_error(RtspClient::Gstreamer).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_give_a_clear_health_error_and_right_ones_connect_native()
+-> anyhow::Result<()> {
+    wrong_credentials_give_a_clear_health_error_and_right_ones_connect(RtspClient::Native).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_give_a_clear_health_error_and_right_ones_connect_gstreamer()
+-> anyhow::Result<()> {
+    wrong_credentials_give_a_clear_health_error_and_right_ones_connect(RtspClient::Gstreamer).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_server_many_mounts_stalled_and_garbage_cameras_leave_the_others_alone_native()
+-> anyhow::Result<()> {
+    one_server_many_mounts_stalled_and_garbage_cameras_leave_the_others_alone(RtspClient::Native)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_server_many_mounts_stalled_and_garbage_cameras_leave_the_others_alone_gstreamer()
+-> anyhow::Result<()> {
+    one_server_many_mounts_stalled_and_garbage_cameras_leave_the_others_alone(RtspClient::Gstreamer)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampled_decoding_keeps_n_frames_a_second_native() -> anyhow::Result<()> {
+    sampled_decoding_keeps_n_frames_a_second(RtspClient::Native).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampled_decoding_keeps_n_frames_a_second_gstreamer() -> anyhow::Result<()> {
+    sampled_decoding_keeps_n_frames_a_second(RtspClient::Gstreamer).await
 }

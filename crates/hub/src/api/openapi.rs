@@ -103,6 +103,7 @@ fn video(doc: &mut Value) {
     "properties": {
         "id": text.clone(), "site": text.clone(), "name": text.clone(),
         "url": {"type": "string", "description": "rtsp://…; the password is shown as ***"},
+        "rtsp_client": {"enum": ["native", "gstreamer"]},
         "latency_ms": {"type": "integer"},
         "analysis": {"enum": ["keyframes", "fps", "off"]},
         "fps": {"type": ["integer", "null"]},

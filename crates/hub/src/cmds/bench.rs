@@ -59,7 +59,21 @@ pub enum BenchCmd {
         /// Measurement window per step, seconds.
         #[arg(long, default_value_t = 20)]
         seconds: u64,
+        /// RTSP client of every camera: native or gstreamer.
+        #[arg(long, default_value = "native", value_parser = parse_client)]
+        client: config::RtspClient,
+        /// Analysis worker threads (and sessions) of each hub.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
     },
+}
+
+fn parse_client(s: &str) -> Result<config::RtspClient, String> {
+    match s {
+        "native" => Ok(config::RtspClient::Native),
+        "gstreamer" => Ok(config::RtspClient::Gstreamer),
+        _ => Err(format!("{s:?}: expected native or gstreamer")),
+    }
 }
 
 pub fn run(cmd: BenchCmd) -> ExitCode {
@@ -68,9 +82,9 @@ pub fn run(cmd: BenchCmd) -> ExitCode {
         BenchCmd::Sensors { devices, messages, rate, seconds } => {
             rt.block_on(sensors(devices, messages, rate, seconds))
         }
-        BenchCmd::Cameras { clip, models, counts, relay, seconds } => {
-            rt.block_on(super::bench_cameras::cameras(clip, models, counts, relay, seconds))
-        }
+        BenchCmd::Cameras { clip, models, counts, relay, seconds, client, workers } => rt.block_on(
+            super::bench_cameras::cameras(clip, models, counts, relay, seconds, client, workers),
+        ),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
