@@ -374,12 +374,38 @@ pub enum AnalysisMode {
 #[serde(rename_all = "snake_case")]
 pub enum RtspClient {
     /// The hub's own client (retina): receives on a shared async runtime, hands GStreamer only
-    /// the frames it decodes. About a third of rtspsrc's CPU.
+    /// the frames it decodes. About a fifth of rtspsrc's receiving CPU.
     #[default]
     Native,
     /// GStreamer's rtspsrc: one whole pipeline per camera, for cameras the native client
     /// cannot talk to.
     Gstreamer,
+}
+
+impl RtspClient {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RtspClient::Native => "native",
+            RtspClient::Gstreamer => "gstreamer",
+        }
+    }
+}
+
+impl std::str::FromStr for RtspClient {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        [RtspClient::Native, RtspClient::Gstreamer]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("{s:?}: expected native or gstreamer"))
+    }
+}
+
+impl std::fmt::Display for RtspClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// An RTSP camera.

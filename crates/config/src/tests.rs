@@ -86,3 +86,13 @@ fn external_mode_needs_a_url() {
     assert_eq!(err.problems[0].path, "mqtt.url");
     assert_eq!(err.problems[0].position, Some((1, 2)), "{err}");
 }
+
+#[test]
+fn rtsp_client_names_parse_back_and_others_are_refused() {
+    for c in [RtspClient::Native, RtspClient::Gstreamer] {
+        assert_eq!(c.to_string().parse::<RtspClient>(), Ok(c));
+        // The same spelling as in the TOML file.
+        assert_eq!(toml::Value::try_from(c).unwrap(), toml::Value::String(c.to_string()));
+    }
+    assert!("rtspsrc".parse::<RtspClient>().unwrap_err().contains("native or gstreamer"));
+}

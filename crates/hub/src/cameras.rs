@@ -27,9 +27,7 @@ use inference::ModelLibrary;
 use inference::manifest::Task;
 use inference::vision::scene::{Firing, MotionGate, SceneRules};
 use inference::vision::{Detection, Detector};
-use ingest::camera::{
-    Analysis, Camera as Source, CameraSpec, CameraState, Frame, Health, RtspClient,
-};
+use ingest::camera::{Analysis, Camera as Source, CameraSpec, CameraState, Frame, Health};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
@@ -294,10 +292,7 @@ impl CameraManager {
                     id: spec.id.clone(),
                     url: spec.url.clone(),
                     latency_ms: spec.latency_ms,
-                    client: match spec.rtsp_client {
-                        config::RtspClient::Native => RtspClient::Native,
-                        config::RtspClient::Gstreamer => RtspClient::Gstreamer,
-                    },
+                    client: spec.rtsp_client,
                     analysis: match spec.analysis {
                         config::AnalysisMode::Keyframes => Analysis::Keyframes,
                         config::AnalysisMode::Fps => Analysis::Fps(spec.fps.unwrap_or(1)),

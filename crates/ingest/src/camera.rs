@@ -2,7 +2,7 @@
 //!
 //! - `native` (the default, [`crate::native`]): retina receives on a small shared async
 //!   runtime; only the access units analysis needs go to a GStreamer decoder
-//!   (`appsrc ! avdec_h264 ! videoconvert ! RGB appsink`). About a third of rtspsrc's CPU.
+//!   (`appsrc ! avdec_h264 ! videoconvert ! RGB appsink`). About a fifth of rtspsrc's receiving CPU.
 //! - `gstreamer`: one whole GStreamer pipeline per camera on its own thread, for cameras the
 //!   native client cannot talk to:
 //!
@@ -59,16 +59,9 @@ pub enum Analysis {
     Off,
 }
 
-/// Which RTSP client pulls a camera.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RtspClient {
-    /// retina on a shared async runtime; GStreamer only decodes (see [`crate::native`]).
-    #[default]
-    Native,
-    /// rtspsrc: one whole GStreamer pipeline and thread per camera.
-    Gstreamer,
-}
+/// Which RTSP client pulls a camera: the configuration's own type (`native`: see
+/// [`crate::native`]; `gstreamer`: one rtspsrc pipeline and thread per camera).
+pub use config::RtspClient;
 
 /// What a camera source needs.
 #[derive(Debug, Clone)]

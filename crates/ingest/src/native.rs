@@ -10,7 +10,7 @@
 //!
 //! rtspsrc spends about 0.6 % of a core per 15 fps camera on this platform receiving alone (a
 //! jitter buffer, an RTP session and about nine threads per stream); this path spends about
-//! 0.2 %. TCP delivers in order, so no jitter buffer is needed. The decoder's input is bounded
+//! 0.12 % (BENCHMARKS.md). TCP delivers in order, so no jitter buffer is needed. The decoder's input is bounded
 //! ([`MAX_QUEUED`] access units): beyond it a unit is dropped and counted, never waited for.
 
 use std::sync::mpsc as std_mpsc;

@@ -37,6 +37,34 @@ fn camera(id: &str, url: String, client: RtspClient) -> (Camera, mpsc::Receiver<
     (Camera::start(spec, tx, Arc::new(Counter::default())), rx)
 }
 
+/// Each named test body (an `async fn(RtspClient)`) becomes a module with one test per RTSP
+/// client: `name::native` and `name::gstreamer`.
+macro_rules! on_both_clients {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use ingest::camera::RtspClient;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn native() -> anyhow::Result<()> {
+                super::$name(RtspClient::Native).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn gstreamer() -> anyhow::Result<()> {
+                super::$name(RtspClient::Gstreamer).await
+            }
+        }
+    )*};
+}
+
+on_both_clients!(
+    cameras_decode_key_frames_and_recover_while_others_keep_delivering,
+    a_bad_url_gives_a_clear_health_error,
+    wrong_credentials_give_a_clear_health_error_and_right_ones_connect,
+    one_server_many_mounts_stalled_and_garbage_cameras_leave_the_others_alone,
+    sampled_decoding_keeps_n_frames_a_second,
+);
+
 /// Frames received so far (without waiting).
 fn drain(rx: &mut mpsc::Receiver<Frame>, into: &mut Vec<Frame>) {
     while let Ok(f) = rx.try_recv() {
@@ -281,62 +309,4 @@ async fn one_server_many_mounts_stalled_and_garbage_cameras_leave_the_others_alo
         c.stop();
     }
     Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cameras_decode_key_frames_and_recover_while_others_keep_delivering_native()
--> anyhow::Result<()> {
-    cameras_decode_key_frames_and_recover_while_others_keep_delivering(RtspClient::Native).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cameras_decode_key_frames_and_recover_while_others_keep_delivering_gstreamer()
--> anyhow::Result<()> {
-    cameras_decode_key_frames_and_recover_while_others_keep_delivering(RtspClient::Gstreamer).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bad_url_gives_a_clear_health_error_native() -> anyhow::Result<()> {
-    a_bad_url_gives_a_clear_health_error(RtspClient::Native).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bad_url_gives_a_clear_health_error_gstreamer() -> anyhow::Result<()> {
-    a_bad_url_gives_a_clear_health_error(RtspClient::Gstreamer).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_credentials_give_a_clear_health_error_and_right_ones_connect_native()
--> anyhow::Result<()> {
-    wrong_credentials_give_a_clear_health_error_and_right_ones_connect(RtspClient::Native).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_credentials_give_a_clear_health_error_and_right_ones_connect_gstreamer()
--> anyhow::Result<()> {
-    wrong_credentials_give_a_clear_health_error_and_right_ones_connect(RtspClient::Gstreamer).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_server_many_mounts_stalled_and_garbage_cameras_leave_the_others_alone_native()
--> anyhow::Result<()> {
-    one_server_many_mounts_stalled_and_garbage_cameras_leave_the_others_alone(RtspClient::Native)
-        .await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_server_many_mounts_stalled_and_garbage_cameras_leave_the_others_alone_gstreamer()
--> anyhow::Result<()> {
-    one_server_many_mounts_stalled_and_garbage_cameras_leave_the_others_alone(RtspClient::Gstreamer)
-        .await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sampled_decoding_keeps_n_frames_a_second_native() -> anyhow::Result<()> {
-    sampled_decoding_keeps_n_frames_a_second(RtspClient::Native).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sampled_decoding_keeps_n_frames_a_second_gstreamer() -> anyhow::Result<()> {
-    sampled_decoding_keeps_n_frames_a_second(RtspClient::Gstreamer).await
 }

@@ -60,20 +60,12 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 20)]
         seconds: u64,
         /// RTSP client of every camera: native or gstreamer.
-        #[arg(long, default_value = "native", value_parser = parse_client)]
+        #[arg(long, default_value = "native")]
         client: config::RtspClient,
         /// Analysis worker threads (and sessions) of each hub.
         #[arg(long, default_value_t = 2)]
         workers: usize,
     },
-}
-
-fn parse_client(s: &str) -> Result<config::RtspClient, String> {
-    match s {
-        "native" => Ok(config::RtspClient::Native),
-        "gstreamer" => Ok(config::RtspClient::Gstreamer),
-        _ => Err(format!("{s:?}: expected native or gstreamer")),
-    }
 }
 
 pub fn run(cmd: BenchCmd) -> ExitCode {

@@ -194,10 +194,7 @@ async fn bare_rtsp(
                     url: format!("rtsp://127.0.0.1:{}/cam{i}", server.port),
                     latency_ms: 1000,
                     analysis: Analysis::Keyframes,
-                    client: match client {
-                        RtspClient::Native => ingest::camera::RtspClient::Native,
-                        RtspClient::Gstreamer => ingest::camera::RtspClient::Gstreamer,
-                    },
+                    client,
                 },
                 tx.clone(),
                 dropped.clone(),
@@ -293,10 +290,7 @@ pub async fn cameras(
     client: RtspClient,
     workers: usize,
 ) -> anyhow::Result<()> {
-    println!(
-        "RTSP client: {}; analysis workers: {workers}",
-        serde_json::to_string(&client)?.trim_matches('"')
-    );
+    println!("RTSP client: {client}; analysis workers: {workers}");
     let c = devices::camera::Clip::from_mp4(&clip)?;
     let keyframes_per_s = c.keyframes() as f64 / c.length_seconds();
     println!(
