@@ -6,14 +6,16 @@
 #   setup_onnxruntime      extract libonnxruntime into $ROOT/.ort and export ORT_DYLIB_PATH
 #   setup_models           export HUB_MODEL_MIRROR when the shared model folder exists
 #   ensure_postgres        export HUB_TEST_POSTGRES_URL (existing server or throwaway cluster)
-#   ensure_mosquitto       export HUB_TEST_MQTT_URL (existing broker or throwaway broker)
+#   ensure_mosquitto       export HUB_TEST_MQTT_URL and HUB_TEST_MQTT_{ADMIN,HUB}_{USER,PASSWORD}
+#                          (always a throwaway Mosquitto with dynamic security)
+#   setup_schemathesis     install schemathesis into $ROOT/.venv-st (git-ignored) when missing
+#   run_schemathesis       every schemathesis check against a throwaway hub (bounded examples)
 #
 # Knobs (environment):
 #   HUB_PG_PORT_CHECK    port probed for an existing PostgreSQL (default 5432)
-#   HUB_MQTT_PORT_CHECK  port probed for an existing MQTT broker (default 1883)
-#   HUB_TEST_OWN_SERVERS=1  always start throwaway servers (e.g. when the existing broker
-#                           runs with Mosquitto's lossy default max_queued_messages)
-#   HUB_TEST_POSTGRES_URL / HUB_TEST_MQTT_URL already set: used as given, nothing is probed.
+#   HUB_TEST_OWN_SERVERS=1  always start a throwaway PostgreSQL (Mosquitto always is)
+#   HUB_TEST_POSTGRES_URL / HUB_TEST_MQTT_URL already set: used as given, nothing is probed
+#                           (a preset broker needs the four HUB_TEST_MQTT_* accounts too).
 set -euo pipefail
 
 # Repo root: two levels above this file (an inherited ROOT is ignored on purpose).
@@ -99,12 +101,19 @@ hub_tcp_open() {
 # ---------------------------------------------------------------------------
 # Debian packages + Rust toolchain check
 # ---------------------------------------------------------------------------
-HUB_DEBIAN_PACKAGES=(
-  build-essential pkg-config curl ca-certificates python3 python3-pip unzip libssl-dev
-  # GStreamer build headers and runtime plugins (h264parse is in -bad, x264 in -ugly).
-  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
-  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
+# The build and runtime lists are files that docker/Dockerfile installs from too, so the
+# image and this machine cannot drift (tests/tests/e2e/docker.rs checks the Dockerfile).
+# hub_package_list FILE: the packages of FILE, one a line, `#` comments and blanks dropped.
+hub_package_list() {
+  sed -e 's/#.*//' -e 's/[[:space:]]*$//' -e '/^[[:space:]]*$/d' "$1"
+}
+mapfile -t HUB_DEBIAN_PACKAGES < <(
+  hub_package_list "$ROOT/docker/packages-build.txt"
+  hub_package_list "$ROOT/docker/packages-run.txt"
+)
+HUB_DEBIAN_PACKAGES+=(
+  # Development only (not in the image): live x264 test cameras (-ugly), gst-launch/inspect.
+  gstreamer1.0-plugins-ugly gstreamer1.0-tools
   # Servers for the integration tests. Any service the packages start is not relied on:
   # ensure_postgres/ensure_mosquitto verify access and start their own when needed.
   mosquitto mosquitto-clients postgresql
@@ -272,14 +281,11 @@ ensure_postgres() {
 # ---------------------------------------------------------------------------
 # Mosquitto
 # ---------------------------------------------------------------------------
-# True when an MQTT broker on 127.0.0.1:PORT accepts an anonymous subscription
-# (a bare TCP check when mosquitto-clients are missing).
-hub_mqtt_ok() {
-  hub_tcp_open 127.0.0.1 "$1" || return 1
-  if command -v mosquitto_sub >/dev/null 2>&1; then
-    timeout 5 mosquitto_sub -h 127.0.0.1 -p "$1" -t hub/setup/probe -W 2 -E >/dev/null 2>&1
-  fi
-}
+# The tests need a broker that authenticates as a deployment does (docs/guide.md): Mosquitto
+# with the dynamic-security plugin, no anonymous login, an admin account the hub provisions
+# devices with, and the hub's own account. An existing broker (e.g. the machine's anonymous
+# Mosquitto on 1883) cannot serve: its accounts are unknown, so a throwaway one is always
+# started, unless HUB_TEST_MQTT_URL is preset together with the four accounts below.
 
 hub_mqtt_stop() {
   local pid=$1 dir=$2 i
@@ -295,45 +301,72 @@ hub_mqtt_stop() {
   rm -rf "$dir"
 }
 
+# hub_dynsec PORT ARGS...: one `mosquitto_ctrl dynsec` command as the throwaway broker's
+# admin; its warning about unencrypted (loopback) traffic is dropped.
+hub_dynsec() {
+  local port=$1 out
+  shift
+  out=$(mosquitto_ctrl -h 127.0.0.1 -p "$port" -u "$HUB_TEST_MQTT_ADMIN_USER" \
+    -P "$HUB_TEST_MQTT_ADMIN_PASSWORD" dynsec "$@" 2>&1) || {
+    printf '%s\n' "$out" >&2
+    return 1
+  }
+}
+
 ensure_mosquitto() {
   if [[ -n ${HUB_TEST_MQTT_URL:-} ]]; then
+    local v
+    for v in HUB_TEST_MQTT_ADMIN_USER HUB_TEST_MQTT_ADMIN_PASSWORD HUB_TEST_MQTT_HUB_USER \
+      HUB_TEST_MQTT_HUB_PASSWORD; do
+      [[ -n ${!v:-} ]] || hub_die "HUB_TEST_MQTT_URL is preset but $v is not: a preset broker needs its dynamic-security admin and hub accounts (see ensure_mosquitto)"
+      export "${v?}"
+    done
     HUB_MQTT_SOURCE=preset
     export HUB_TEST_MQTT_URL
     return 0
   fi
 
-  local port=${HUB_MQTT_PORT_CHECK:-1883}
-  if [[ ${HUB_TEST_OWN_SERVERS:-} != 1 ]] && hub_mqtt_ok "$port"; then
-    export HUB_TEST_MQTT_URL="mqtt://127.0.0.1:$port"
-    HUB_MQTT_SOURCE=existing
-    hub_log "MQTT: using existing broker at 127.0.0.1:$port"
-    return 0
-  fi
-
-  local bin
+  local bin plugin
   # /usr/sbin is often missing from a non-root PATH.
   bin=$(command -v mosquitto || true)
   if [[ -z $bin && -x /usr/sbin/mosquitto ]]; then bin=/usr/sbin/mosquitto; fi
   [[ -n $bin ]] || hub_die "mosquitto not found; install the mosquitto package"
+  command -v mosquitto_ctrl >/dev/null 2>&1 ||
+    hub_die "mosquitto_ctrl not found; install the mosquitto-clients package"
+  plugin=$(find /usr/lib -name mosquitto_dynamic_security.so -print -quit 2>/dev/null || true)
+  [[ -n $plugin ]] ||
+    hub_die "mosquitto_dynamic_security.so not found; install the mosquitto package (2.0 or later)"
 
   local dir mqport pid
   dir=$(mktemp -d "${TMPDIR:-/tmp}/hub-mqtt.XXXXXX")
   mqport=$(hub_free_port)
+  HUB_TEST_MQTT_ADMIN_USER=admin
+  HUB_TEST_MQTT_ADMIN_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')
+  HUB_TEST_MQTT_HUB_USER=hub
+  HUB_TEST_MQTT_HUB_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')
+  export HUB_TEST_MQTT_ADMIN_USER HUB_TEST_MQTT_ADMIN_PASSWORD HUB_TEST_MQTT_HUB_USER \
+    HUB_TEST_MQTT_HUB_PASSWORD
+  mosquitto_ctrl dynsec init "$dir/dynsec.json" "$HUB_TEST_MQTT_ADMIN_USER" \
+    "$HUB_TEST_MQTT_ADMIN_PASSWORD" >/dev/null || hub_die "mosquitto_ctrl dynsec init failed"
   : >"$dir/mosquitto.log"
-  # Started as root, mosquitto drops to user 'mosquitto': it must be able to reach the log.
-  if [[ $(id -u) -eq 0 ]] && id mosquitto >/dev/null 2>&1; then
-    chown -R mosquitto: "$dir"
-  fi
-  # max_queued_messages 0 / max_inflight_messages 100: the defaults silently drop QoS1
-  # messages under load (see shared/platform-notes.md).
+  # max_queued_messages / max_inflight_messages 100: the defaults silently drop QoS1 messages
+  # under load (shared/platform-notes.md). Not 0 ("no limit"): Mosquitto 2.0.11 then breaks
+  # the connection of a client whose publish the ACL denies (docker/mosquitto.conf).
   cat >"$dir/mosquitto.conf" <<EOF
 listener $mqport 127.0.0.1
-allow_anonymous true
-max_queued_messages 0
+allow_anonymous false
+plugin $plugin
+plugin_opt_config_file $dir/dynsec.json
+max_queued_messages 1000000
 max_inflight_messages 100
 persistence false
 log_dest file $dir/mosquitto.log
 EOF
+  # Started as root, mosquitto drops to user 'mosquitto': it must reach the log and rewrite
+  # dynsec.json (the plugin saves every change there).
+  if [[ $(id -u) -eq 0 ]] && id mosquitto >/dev/null 2>&1; then
+    chown -R mosquitto: "$dir"
+  fi
   # Foreground process in the background (not -d) so we own its pid; output to the log
   # so it never holds our stdout open after we exit.
   "$bin" -c "$dir/mosquitto.conf" >>"$dir/mosquitto.stdout" 2>&1 &
@@ -346,11 +379,110 @@ EOF
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
-  hub_mqtt_ok "$mqport" || {
+  # The hub's own account: the shared subscription on the devices' topics and events on hub/#.
+  # Mosquitto 2.0 checks a shared subscription's ACL with its $share/GROUP/ prefix.
+  # shellcheck disable=SC2016 # '$share' is a topic, not a variable
+  hub_dynsec "$mqport" createRole hub-subscriber &&
+    hub_dynsec "$mqport" addRoleACL hub-subscriber subscribePattern 'sites/+/devices/+/#' allow &&
+    hub_dynsec "$mqport" addRoleACL hub-subscriber subscribePattern '$share/+/sites/+/devices/+/#' allow &&
+    hub_dynsec "$mqport" addRoleACL hub-subscriber publishClientSend 'hub/#' allow &&
+    hub_dynsec "$mqport" createClient "$HUB_TEST_MQTT_HUB_USER" -p "$HUB_TEST_MQTT_HUB_PASSWORD" &&
+    hub_dynsec "$mqport" addClientRole "$HUB_TEST_MQTT_HUB_USER" hub-subscriber || {
     cat "$dir/mosquitto.log" "$dir/mosquitto.stdout" >&2 2>/dev/null || true
-    hub_die "throwaway mosquitto on port $mqport did not come up"
+    hub_die "throwaway mosquitto on port $mqport did not come up with dynamic security"
   }
   export HUB_TEST_MQTT_URL="mqtt://127.0.0.1:$mqport"
   HUB_MQTT_SOURCE=started
-  hub_log "MQTT: started throwaway mosquitto on 127.0.0.1:$mqport (pid $pid)"
+  hub_log "MQTT: started throwaway mosquitto with dynamic security on 127.0.0.1:$mqport (pid $pid)"
+}
+
+# ---------------------------------------------------------------------------
+# OpenAPI conformance: schemathesis (PyPI) in a git-ignored virtualenv, run against a
+# throwaway hub (embedded broker, SQLite, free ports on 127.0.0.1) started for it.
+# ---------------------------------------------------------------------------
+HUB_SCHEMATHESIS_VERSION=4.32.5
+
+# setup_schemathesis: $ROOT/.venv-st/bin/st, installed when missing or another version.
+setup_schemathesis() {
+  local venv=$ROOT/.venv-st
+  if [[ -x $venv/bin/st ]] && "$venv/bin/st" --version 2>/dev/null | grep -q " $HUB_SCHEMATHESIS_VERSION\$"; then
+    return
+  fi
+  hub_log "installing schemathesis $HUB_SCHEMATHESIS_VERSION into $venv"
+  python3 -m venv "$venv" || hub_die "python3 -m venv failed (apt-get install python3-venv)"
+  "$venv/bin/pip" install -q "schemathesis==$HUB_SCHEMATHESIS_VERSION" ||
+    hub_die "pip install schemathesis==$HUB_SCHEMATHESIS_VERSION failed (needs PyPI)"
+}
+
+hub_st_hub_stop() {
+  local pid=$1 dir=$2
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  rm -rf "$dir"
+}
+
+# run_schemathesis: builds the hub, starts it on free loopback ports with a one-site
+# configuration, waits for /healthz and runs every schemathesis check on every operation with
+# a bounded example count (HUB_ST_EXAMPLES per operation, default 40; HUB_ST_MAX_TIME seconds,
+# default 170). Returns schemathesis' exit status. Camera URLs stay on 127.0.0.1
+# (scripts/lib/st_hooks.py).
+run_schemathesis() {
+  local dir http mq pid i rc=0
+  cargo build -p hub --bin hub --locked || return 1
+  dir=$(mktemp -d /tmp/hub-st.XXXXXX)
+  http=$(hub_free_port)
+  mq=$(hub_free_port)
+  cat >"$dir/hub.toml" <<EOT
+data_dir = "$dir/data"
+
+[http]
+listen = "127.0.0.1:$http"
+
+[database]
+url = "sqlite://hub.db"
+
+[mqtt]
+mode = "embedded"
+listen = "127.0.0.1:$mq"
+
+[[sites]]
+id = "st-site"
+name = "schemathesis site"
+region = "610100"
+industry = "food"
+entity_name = "Test Co."
+uscc = "91350100M000100Y43"
+
+[device_kinds.fridge]
+description = "fridge"
+inactivity_timeout = "2m"
+offline_severity = "major"
+offline_item_code = "61000000100001"
+EOT
+  HUB_LOG=${HUB_LOG:-warn} "$ROOT/target/debug/hub" run --config "$dir/hub.toml" >"$dir/hub.log" 2>&1 &
+  pid=$!
+  hub_on_exit hub_st_hub_stop "$pid" "$dir"
+  for ((i = 0; i < 300; i++)); do
+    curl -fsS "http://127.0.0.1:$http/healthz" >/dev/null 2>&1 && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! curl -fsS "http://127.0.0.1:$http/healthz" >/dev/null 2>&1; then
+    cat "$dir/hub.log" >&2
+    hub_log "error: the hub for schemathesis did not become healthy on 127.0.0.1:$http"
+    return 1
+  fi
+  local start=$SECONDS
+  SCHEMATHESIS_HOOKS="$ROOT/scripts/lib/st_hooks.py" "$ROOT/.venv-st/bin/st" --config-file "$ROOT/scripts/lib/schemathesis.toml" run \
+    "http://127.0.0.1:$http/api/v1/openapi.json" --url "http://127.0.0.1:$http" \
+    -n "${HUB_ST_EXAMPLES:-40}" --max-time "${HUB_ST_MAX_TIME:-170}" \
+    --seed "${HUB_ST_SEED:-7}" --no-color --generation-database none \
+    --report junit --report-dir "$dir/report" || rc=$?
+  hub_log "schemathesis: exit $rc after $((SECONDS - start)) s (hub log: $dir/hub.log while running)"
+  if ! kill -0 "$pid" 2>/dev/null; then
+    cat "$dir/hub.log" >&2
+    hub_log "error: the hub died during the schemathesis run"
+    rc=1
+  fi
+  return "$rc"
 }

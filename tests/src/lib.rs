@@ -2,8 +2,9 @@
 //! finding the PostgreSQL and MQTT servers the suite needs, and waiting for conditions.
 //!
 //! The suite runs against real components. `scripts/test` provides them: it exports
-//! `HUB_TEST_POSTGRES_URL` and `HUB_TEST_MQTT_URL` (existing servers on 127.0.0.1:5432/:1883
-//! when reachable, throwaway ones otherwise).
+//! `HUB_TEST_POSTGRES_URL` (the server on 127.0.0.1:5432 when reachable, a throwaway one
+//! otherwise) and `HUB_TEST_MQTT_URL` with the accounts of a throwaway Mosquitto that
+//! authenticates through its dynamic-security plugin ([`broker`]).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -23,13 +24,104 @@ pub fn postgres_url() -> anyhow::Result<String> {
     )
 }
 
-/// An external MQTT broker URL (`mqtt://host:port`), or a failure saying how to get one.
+/// An external MQTT broker URL (`mqtt://host:port`), or a failure saying how to get one. The
+/// broker authenticates: see [`broker`] for the accounts.
 pub fn mqtt_url() -> anyhow::Result<String> {
     std::env::var("HUB_TEST_MQTT_URL").context(
-        "HUB_TEST_MQTT_URL is not set: run the suite with scripts/test, which uses the Mosquitto \
-         on 127.0.0.1:1883 or starts a throwaway one (Debian package mosquitto), or export \
-         HUB_TEST_MQTT_URL=mqtt://host:port yourself",
+        "HUB_TEST_MQTT_URL is not set: run the suite with scripts/test, which starts a throwaway \
+         Mosquitto with the dynamic-security plugin (Debian package mosquitto), or export \
+         HUB_TEST_MQTT_URL=mqtt://host:port and the HUB_TEST_MQTT_{ADMIN,HUB}_{USER,PASSWORD} \
+         accounts of such a broker yourself",
     )
+}
+
+/// The external test broker: Mosquitto with the dynamic-security plugin and no anonymous
+/// login, as `scripts/lib/setup.sh` (`ensure_mosquitto`) starts it.
+#[derive(Debug, Clone)]
+pub struct Broker {
+    /// `mqtt://host:port`
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+    /// An account with the plugin's admin role.
+    pub admin: (String, String),
+    /// The hub's own account: subscribe `sites/+/devices/+/#` (shared too), publish `hub/#`.
+    pub hub: (String, String),
+}
+
+fn env_or_fail(name: &str) -> anyhow::Result<String> {
+    std::env::var(name).with_context(|| {
+        format!(
+            "{name} is not set: the external broker authenticates, and scripts/test exports its \
+             admin and hub accounts (HUB_TEST_MQTT_ADMIN_USER/_PASSWORD, \
+             HUB_TEST_MQTT_HUB_USER/_PASSWORD) with the throwaway Mosquitto it starts"
+        )
+    })
+}
+
+/// The external test broker and its accounts, or a failure saying how to get them.
+pub fn broker() -> anyhow::Result<Broker> {
+    let url = mqtt_url()?;
+    let hostport = url.trim_start_matches("mqtt://").trim_end_matches('/');
+    let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "1883"));
+    Ok(Broker {
+        host: host.to_owned(),
+        port: port.parse().with_context(|| format!("port of HUB_TEST_MQTT_URL={url}"))?,
+        admin: (
+            env_or_fail("HUB_TEST_MQTT_ADMIN_USER")?,
+            env_or_fail("HUB_TEST_MQTT_ADMIN_PASSWORD")?,
+        ),
+        hub: (env_or_fail("HUB_TEST_MQTT_HUB_USER")?, env_or_fail("HUB_TEST_MQTT_HUB_PASSWORD")?),
+        url,
+    })
+}
+
+impl Broker {
+    /// Points `cfg` at this broker in external mode, logged in with the hub's account and
+    /// provisioning devices with the admin account.
+    pub fn configure(&self, cfg: &mut Config, client_id: &str, group: &str) {
+        cfg.mqtt.mode = config::MqttMode::External;
+        cfg.mqtt.url = Some(self.url.clone());
+        cfg.mqtt.client_id = client_id.to_owned();
+        cfg.mqtt.shared_group = group.to_owned();
+        cfg.mqtt.username = Some(self.hub.0.clone());
+        cfg.mqtt.password = Some(self.hub.1.clone());
+        cfg.mqtt.dynsec_username = Some(self.admin.0.clone());
+        cfg.mqtt.dynsec_password = Some(self.admin.1.clone());
+    }
+
+    /// MQTT options for a client of this broker logging in as `username`.
+    pub fn options(&self, client_id: &str, username: &str, password: &str) -> rumqttc::MqttOptions {
+        let mut mo = rumqttc::MqttOptions::new(client_id, &self.host, self.port);
+        mo.set_keep_alive(Duration::from_secs(10));
+        mo.set_credentials(username, password);
+        mo
+    }
+
+    /// An admin connection to the dynamic-security plugin (stopped when dropped).
+    pub fn admin(&self) -> anyhow::Result<ingest::dynsec::Dynsec> {
+        Ok(ingest::dynsec::Dynsec::connect(
+            ingest::dynsec::DynsecConfig {
+                url: self.url.clone(),
+                client_id: format!("test-admin-{}", rand::random::<u32>()),
+                username: self.admin.0.clone(),
+                password: self.admin.1.clone(),
+                timeout: Duration::from_secs(10),
+            },
+            common::Shutdown::new(),
+        )?)
+    }
+
+    /// Creates broker accounts for devices whose secrets the test knows (configuration-file
+    /// devices: the hub knows only their hashes), as an operator would with `mosquitto_ctrl`.
+    pub async fn provision(&self, devices: &[(&str, &str, String)]) -> anyhow::Result<()> {
+        use ingest::dynsec::Provisioner;
+        let admin = self.admin()?;
+        for (id, site, secret) in devices {
+            admin.provision(id, site, secret).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Creates an empty PostgreSQL database for one test; returns its URL.
@@ -146,11 +238,18 @@ pub fn hash(secret: &str) -> String {
     hub::registry::hash_secret(secret)
 }
 
-/// The default configuration plus `extra` TOML (sites, devices, …), validated.
+/// The default configuration plus `extra` TOML (sites, devices, …), validated. Readings of any
+/// age are accepted ([`HISTORY`]): tests publish fixed, historic timestamps; `device_clock.rs`
+/// tests the window itself.
 pub fn config_with(extra: &str) -> anyhow::Result<Config> {
     let text = format!("{}\n{extra}", Config::default_toml());
-    Ok(Config::parse(&text, "<test configuration>")?)
+    let mut cfg = Config::parse(&text, "<test configuration>")?;
+    cfg.pipeline.max_reading_age = HISTORY;
+    Ok(cfg)
 }
+
+/// A `pipeline.max_reading_age` that accepts every historic timestamp tests publish.
+pub const HISTORY: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 /// A site and devices for tests that are not the demo scenario. Secrets are `secret-{id}-xyz`.
 pub fn small_site(devices: &[(&str, &str)]) -> String {

@@ -43,10 +43,41 @@ async fn every_documented_route_answers_and_errors_say_why() -> anyhow::Result<(
             .await?;
     let app = router(&th);
     let doc = call(&app, "GET", "/api/v1/openapi.json", None).await.1;
+    // `/healthz` is green once the MQTT source is up.
+    wait_for(Duration::from_secs(10), "/healthz green", || {
+        let app = &app;
+        async move { Ok((call(app, "GET", "/healthz", None).await.0 == StatusCode::OK).then_some(())) }
+    })
+    .await?;
+    // Each route, asked without a body: the exact answer its handler owes (ids that exist, or
+    // that do not: a 404 comes from the handler, not from a missing route).
     for (method, path) in hub::api::ROUTES {
         assert!(doc["paths"][path][method].is_object(), "{method} {path} is not documented");
-        let uri = path.replace("{id}", "api-1");
-        let (status, body) = call(&app, &method.to_uppercase(), &uri, None).await;
+        let (uri, want) = match (*method, *path) {
+            ("get", "/healthz" | "/metrics" | "/api/v1/openapi.json") => (*path, 200),
+            ("get", "/api/v1/findings" | "/api/v1/devices" | "/api/v1/sites") => (*path, 200),
+            ("get", "/api/v1/models" | "/api/v1/cameras") => (*path, 200),
+            ("get", "/api/v1/findings/{id}") => ("/api/v1/findings/999", 404),
+            ("post", "/api/v1/findings/{id}/acknowledge") => {
+                ("/api/v1/findings/999/acknowledge", 404)
+            }
+            ("post", "/api/v1/findings/{id}/clear") => ("/api/v1/findings/999/clear", 404),
+            ("get", "/api/v1/findings/{id}/evidence") => ("/api/v1/findings/999/evidence", 404),
+            // Without a body: the body is missing, whatever the id.
+            ("post", "/api/v1/devices" | "/api/v1/cameras") => (*path, 400),
+            ("patch", "/api/v1/cameras/{id}") => ("/api/v1/cameras/nope", 400),
+            ("get", "/api/v1/devices/{id}") => ("/api/v1/devices/api-1", 200),
+            ("get", "/api/v1/devices/{id}/readings") => ("/api/v1/devices/api-1/readings", 200),
+            ("delete", "/api/v1/devices/{id}") => ("/api/v1/devices/nope", 404),
+            ("get", "/api/v1/cameras/{id}") => ("/api/v1/cameras/nope", 404),
+            ("delete", "/api/v1/cameras/{id}") => ("/api/v1/cameras/nope", 404),
+            ("get", "/api/v1/cameras/{id}/snapshot") => ("/api/v1/cameras/nope/snapshot", 404),
+            // This hub was not started from a file.
+            ("post", "/api/v1/config/reload") => (*path, 409),
+            other => panic!("{other:?}: add the route's expected answer to this test"),
+        };
+        let (status, body) = call(&app, &method.to_uppercase(), uri, None).await;
+        assert_eq!(status.as_u16(), want, "{method} {uri}: {body}");
         // A route that exists never answers with the fallback's message.
         let fallback =
             body["error"]["message"].as_str().is_some_and(|m| m.contains("no such endpoint"));
@@ -112,10 +143,7 @@ async fn registered_devices_publish_and_findings_page() -> anyhow::Result<()> {
         let want = round + 1;
         let open = wait_for(Duration::from_secs(10), "the overload finding", || async {
             let f = th.all_findings("device=reg-1&state=active").await?;
-            Ok(f.into_iter()
-                .find(|f| f["count"] == 7)
-                .filter(|_| true)
-                .map(|f| f["id"].as_i64().unwrap()))
+            Ok(f.into_iter().find(|f| f["count"] == 7).map(|f| f["id"].as_i64().unwrap()))
         })
         .await?;
         let (s, b) = call(&app, "POST", &format!("/api/v1/findings/{open}/clear"), None).await;
@@ -136,4 +164,82 @@ async fn registered_devices_publish_and_findings_page() -> anyhow::Result<()> {
     assert_eq!(r["items"][0]["ts_ms"], 26_000, "newest first");
     th.stop().await;
     Ok(())
+}
+
+/// Pages of a device's readings hold every reading exactly once, newest first, even when more
+/// readings share one timestamp than a page holds.
+async fn readings_sharing_a_timestamp_page_exactly_once(cfg: config::Config) -> anyhow::Result<()> {
+    let th = TestHub::start(cfg, StartOptions::default()).await?;
+    let app = router(&th);
+    // 13 readings, 7 of them at one timestamp; ties partly at one arrival time. `n` names each.
+    let mut readings = Vec::new();
+    for (ts, count) in [(6000, 1), (5000, 7), (4000, 2), (3000, 3)] {
+        for i in 0..count {
+            readings.push(hub::store::ReadingRow {
+                device_id: "rd-1".into(),
+                ts,
+                received_at: 10_000 + i / 2,
+                vals: format!("{{\"n\":{}}}", readings.len()),
+                // The hub's clock: such readings may share a timestamp.
+                device_clock: false,
+            });
+        }
+    }
+    let batch = hub::store::Batch { readings, ..Default::default() };
+    th.hub.store.write_batch(&batch, 10_000).await?;
+    assert_eq!(th.hub.store.count_readings().await?, 13, "readings that share a timestamp");
+
+    let page_through =
+        |query: String, limit: usize| {
+            let app = app.clone();
+            async move {
+                let (mut seen, mut cursor, mut pages) = (Vec::new(), None::<String>, 0);
+                loop {
+                    let c = cursor.as_ref().map(|c| format!("&cursor={c}")).unwrap_or_default();
+                    let uri = format!("/api/v1/devices/rd-1/readings?limit={limit}{query}{c}");
+                    let (s, page) = call(&app, "GET", &uri, None).await;
+                    assert_eq!(s, StatusCode::OK, "{uri}: {page}");
+                    let items = page["items"].as_array().expect("items");
+                    assert!(items.len() <= limit, "{uri}: {page}");
+                    seen.extend(items.iter().map(|r| {
+                        (r["ts_ms"].as_i64().unwrap(), r["values"]["n"].as_i64().unwrap())
+                    }));
+                    pages += 1;
+                    assert!(pages <= 20, "the cursor does not advance: {uri}");
+                    match page["next"].as_str() {
+                        Some(n) => cursor = Some(n.to_owned()),
+                        None => return seen,
+                    }
+                }
+            }
+        };
+    for limit in 1..=14 {
+        let seen = page_through(String::new(), limit).await;
+        let mut ns: Vec<i64> = seen.iter().map(|r| r.1).collect();
+        assert!(seen.windows(2).all(|w| w[0].0 >= w[1].0), "newest first: {seen:?}");
+        ns.sort_unstable();
+        assert_eq!(ns, (0..13).collect::<Vec<_>>(), "limit={limit}: each reading once: {seen:?}");
+    }
+    // Within a time window: the 5000s and the 4000s.
+    let seen = page_through("&since=4000&until=5001".into(), 2).await;
+    let mut ns: Vec<i64> = seen.iter().map(|r| r.1).collect();
+    ns.sort_unstable();
+    assert_eq!(ns, (1..10).collect::<Vec<_>>(), "{seen:?}");
+    let (s, b) = call(&app, "GET", "/api/v1/devices/rd-1/readings?cursor=5000", None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    th.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_sharing_a_timestamp_page_exactly_once_on_sqlite() -> anyhow::Result<()> {
+    readings_sharing_a_timestamp_page_exactly_once(config_with(&small_site(&[("rd-1", "fridge")]))?)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_sharing_a_timestamp_page_exactly_once_on_postgres() -> anyhow::Result<()> {
+    let mut cfg = config_with(&small_site(&[("rd-1", "fridge")]))?;
+    cfg.database.url = tests::fresh_postgres_database().await?;
+    readings_sharing_a_timestamp_page_exactly_once(cfg).await
 }

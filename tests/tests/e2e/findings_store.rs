@@ -63,7 +63,8 @@ async fn dedup_under_concurrency_and_life_cycle(store: Store) -> anyhow::Result<
             &Batch { findings: vec![hit("s1|d1|r|threshold", 900)], ..Default::default() },
             3,
         )
-        .await?;
+        .await?
+        .changes;
     assert_eq!((c[0].id, c[0].opened, c[0].count), (f.id, false, 201));
     store.transition(f.id, FindingState::Cleared, 4).await?;
     // After clearing, the same condition opens a new finding.
@@ -72,7 +73,8 @@ async fn dedup_under_concurrency_and_life_cycle(store: Store) -> anyhow::Result<
             &Batch { findings: vec![hit("s1|d1|r|threshold", 1000)], ..Default::default() },
             5,
         )
-        .await?;
+        .await?
+        .changes;
     assert!(c[0].opened && c[0].id != f.id && c[0].count == 1, "{c:?}");
     let missing = store.transition(999_999, FindingState::Cleared, 6).await.unwrap_err();
     assert_eq!(missing.kind(), common::ErrorKind::NotFound);
@@ -84,11 +86,39 @@ async fn dedup_under_concurrency_and_life_cycle(store: Store) -> anyhow::Result<
             ts: i,
             received_at: i * 1000,
             vals: "{\"t\":1}".into(),
+            device_clock: true,
         })
-        .collect();
-    store.write_batch(&Batch { readings, ..Default::default() }, 7).await?;
-    assert_eq!(store.delete_readings_before(4000).await?, 4);
-    assert_eq!(store.count_readings().await?, 6);
+        .collect::<Vec<_>>();
+    let w =
+        store.write_batch(&Batch { readings: readings.clone(), ..Default::default() }, 7).await?;
+    assert_eq!(w.readings, 10);
+    // Sent again (a lost PUBACK): the device's own (device, ts) is stored once.
+    let again = store.write_batch(&Batch { readings, ..Default::default() }, 7).await?;
+    assert_eq!(again.readings, 0, "a reading sent twice is stored once");
+    assert_eq!(store.count_readings().await?, 10);
+    // Readings stamped with the hub's clock have no such key: both are kept.
+    let hub_clock = |v: &str| hub::store::ReadingRow {
+        device_id: "d2".into(),
+        ts: 50,
+        received_at: 50_000,
+        vals: v.into(),
+        device_clock: false,
+    };
+    let w = store
+        .write_batch(
+            &Batch {
+                readings: vec![hub_clock("{\"t\":1}"), hub_clock("{\"t\":2}")],
+                ..Default::default()
+            },
+            7,
+        )
+        .await?;
+    assert_eq!(w.readings, 2);
+    // Retention goes in bounded chunks.
+    assert_eq!(store.delete_readings_before(4000, 3).await?, 3);
+    assert_eq!(store.delete_readings_before(4000, 3).await?, 1);
+    assert_eq!(store.delete_readings_before(4000, 3).await?, 0);
+    assert_eq!(store.count_readings().await?, 8);
     assert_eq!(store.readings("d1", None, None, 100).await?.last().map(|r| r.ts), Some(4));
 
     // Evidence commits with its finding; each occurrence keeps its own.
@@ -99,11 +129,15 @@ async fn dedup_under_concurrency_and_life_cycle(store: Store) -> anyhow::Result<
         frame_path: "d/a-frame.jpg".into(),
         annotated_path: "d/a-annotated.jpg".into(),
         details: "{\"detections\":[]}".into(),
+        missing: None,
     }];
-    let first =
-        store.write_batch(&Batch { findings: vec![h.clone()], ..Default::default() }, 8).await?;
+    let first = store
+        .write_batch(&Batch { findings: vec![h.clone()], ..Default::default() }, 8)
+        .await?
+        .changes;
     h.evidence[0].captured_at = 2001;
-    let second = store.write_batch(&Batch { findings: vec![h], ..Default::default() }, 9).await?;
+    let second =
+        store.write_batch(&Batch { findings: vec![h], ..Default::default() }, 9).await?.changes;
     assert_eq!(first[0].id, second[0].id);
     let ev = store.evidence(&[first[0].id]).await?;
     assert_eq!(ev.iter().map(|e| e.captured_at).collect::<Vec<_>>(), vec![2000, 2001]);

@@ -4,10 +4,16 @@
 mod api;
 mod bad_input;
 mod camera;
+mod device_clock;
+mod docker;
+mod durability;
+mod dynsec;
 mod findings_store;
+mod gateway_limits;
 mod layering;
 mod logs;
 mod offline;
 mod scenario;
 mod shared_group;
+mod shared_registry;
 mod video;

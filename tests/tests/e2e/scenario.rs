@@ -30,6 +30,8 @@ async fn run(
     };
     let mut cfg = hub::demo::config(&opts, &scenario, &secrets, "")?;
     configure(&mut cfg);
+    // The scenario replays a fixed day in the past.
+    cfg.pipeline.max_reading_age = tests::HISTORY;
     let th = TestHub::start(cfg, StartOptions::default()).await?;
     // An external broker delivers only to existing subscriptions: wait for the hub's.
     wait_for(Duration::from_secs(20), "the hub's MQTT subscription", || async {
@@ -138,44 +140,48 @@ async fn scenario_on_sqlite_with_the_embedded_broker() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_on_postgres_with_mosquitto() -> anyhow::Result<()> {
     let db = tests::fresh_postgres_database().await?;
-    let mqtt = tests::mqtt_url()?;
-    clear_retained_status(&mqtt).await?;
+    let broker = tests::broker()?;
+    // The demo's devices come from the file: the hub knows only their hashes, so the test
+    // creates their broker accounts as an operator would.
+    let scenario = Scenario::demo();
+    let accounts: Vec<_> =
+        scenario.devices.iter().map(|d| (d.id, d.site, secret_of(d.id))).collect();
+    broker.provision(&accounts).await?;
+    clear_retained_status(&broker).await?;
     let group = format!("hubtest{}", rand::random::<u32>());
-    let m = mqtt.clone();
+    let b = broker.clone();
     run(
         move |c| {
             c.database.url = db;
-            c.mqtt.mode = config::MqttMode::External;
-            c.mqtt.url = Some(m);
-            c.mqtt.client_id = format!("{group}-hub");
-            c.mqtt.shared_group = group;
+            b.configure(c, &format!("{group}-hub"), &group);
         },
-        Some(mqtt),
+        Some(broker.url.clone()),
         // The Mosquitto on :1883 may run with default queue limits; see Pace::PerDeviceRate.
         Pace::PerDeviceRate(250.0),
     )
     .await
 }
 
-/// Earlier runs may have left retained status messages of the demo devices on the broker.
-async fn clear_retained_status(url: &str) -> anyhow::Result<()> {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, QoS};
-    let hostport = url.trim_start_matches("mqtt://");
-    let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "1883"));
-    let mut mo = MqttOptions::new(format!("cleaner{}", rand::random::<u32>()), host, port.parse()?);
-    mo.set_keep_alive(Duration::from_secs(10));
-    let (client, mut el) = AsyncClient::new(mo, 64);
-    let scenario = Scenario::demo();
-    for d in &scenario.devices {
+/// Earlier runs may have left retained status messages of the demo devices on the broker; each
+/// device clears its own (a device may write only its own topics).
+async fn clear_retained_status(broker: &tests::Broker) -> anyhow::Result<()> {
+    use rumqttc::{AsyncClient, Event, Outgoing, QoS};
+    for d in &Scenario::demo().devices {
+        let mo =
+            broker.options(&format!("cleaner{}", rand::random::<u32>()), d.id, &secret_of(d.id));
+        let (client, mut el) = AsyncClient::new(mo, 64);
         let t = format!("sites/{}/devices/{}/status", d.site, d.id);
         client.publish(t, QoS::AtLeastOnce, true, Vec::new()).await?;
-    }
-    client.disconnect().await?;
-    loop {
-        match el.poll().await {
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => return Ok(()),
-            Ok(_) => {}
-            Err(e) => anyhow::bail!("clearing retained messages on {url}: {e}"),
+        client.disconnect().await?;
+        loop {
+            match el.poll().await {
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    anyhow::bail!("clearing {}'s retained status on {}: {e}", d.id, broker.url)
+                }
+            }
         }
     }
+    Ok(())
 }

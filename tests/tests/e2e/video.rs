@@ -94,7 +94,7 @@ async fn clip_becomes_a_finding_with_evidence(th: &TestHub) -> anyhow::Result<()
 
 fn dock_config(sim: &SimCamera) -> anyhow::Result<config::Config> {
     let mut cfg = config_with(&format!(
-        "{}\n[[cameras]]\nid = \"dock\"\nsite = \"s1\"\nname = \"Dock floor\"\nurl = \"{}\"\n{ZONE_RULE}",
+        "{}\n[[cameras]]\nid = \"dock\"\nsite = \"s1\"\nname = \"Dock floor\"\nurl = \"{}\"\noffline_after = \"3s\"\n{ZONE_RULE}",
         small_site(&[]),
         sim.url()
     ))?;
@@ -191,15 +191,19 @@ async fn a_camera_clip_becomes_a_finding_with_jpeg_evidence_and_cameras_are_mana
     assert_eq!(gate["health"]["frames_decoded"], 0, "{gate}");
     let (status, _, _) = bytes(&th, "/api/v1/cameras/gate/snapshot").await?;
     assert_eq!(status, 409);
-    // Renaming it restarts only that camera: the dock camera keeps its reconnect count.
-    let dock_before = th.get("/api/v1/cameras/dock").await?["health"]["reconnects"].clone();
+    // Renaming it restarts only that camera: its source count grows, the dock camera's stays
+    // (each started once so far).
+    let starts = |c: &Value| c["starts"].as_u64();
+    assert_eq!(starts(&th.get("/api/v1/cameras/dock").await?), Some(1));
+    assert_eq!(starts(&gate), Some(1), "{gate}");
     let (s, body) =
         send(&th, "PATCH", "/api/v1/cameras/gate", Some(json!({"name": "Main gate"}))).await;
     assert_eq!((s, body["name"].as_str()), (200, Some("Main gate")), "{body}");
     assert!(body["url"].as_str().unwrap().contains("viewer:***@"), "{body}");
+    assert_eq!(starts(&body), Some(2), "the renamed camera restarted: {body}");
     let list = th.get("/api/v1/cameras").await?;
     assert_eq!(list["items"].as_array().map(Vec::len), Some(2));
-    assert_eq!(th.get("/api/v1/cameras/dock").await?["health"]["reconnects"], dock_before);
+    assert_eq!(starts(&th.get("/api/v1/cameras/dock").await?), Some(1), "dock restarted");
     let (s, _) = send(&th, "DELETE", "/api/v1/cameras/gate", None).await;
     assert_eq!(s, 204);
     let (s, _) = send(&th, "GET", "/api/v1/cameras/gate", None).await;
@@ -301,15 +305,18 @@ async fn a_config_reload_adds_changes_and_removes_only_the_cameras_that_changed(
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["cameras"], json!({"added": ["b"], "changed": ["a"], "removed": []}));
     assert_eq!(th.get("/api/v1/cameras/a").await?["name"], "A renamed");
+    assert_eq!(th.get("/api/v1/cameras/a").await?["starts"], 2, "a changed camera restarts");
 
     // Unchanged b is not restarted; a goes.
     let b_created = th.get("/api/v1/cameras/b").await?["updated_at"].clone();
+    assert_eq!(th.get("/api/v1/cameras/b").await?["starts"], 1);
     write(&camera("b", "B"))?;
     let (s, body) = send(&th, "POST", "/api/v1/config/reload", None).await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["cameras"], json!({"added": [], "changed": [], "removed": ["a"]}));
     assert_eq!(ids(&th.get("/api/v1/cameras").await?), ["b"]);
     assert_eq!(th.get("/api/v1/cameras/b").await?["updated_at"], b_created);
+    assert_eq!(th.get("/api/v1/cameras/b").await?["starts"], 1, "b was restarted");
 
     // A bad file changes nothing and says why.
     write(&format!(
@@ -323,4 +330,49 @@ async fn a_config_reload_adds_changes_and_removes_only_the_cameras_that_changed(
     th.stop().await;
     let _ = std::fs::remove_dir_all(dir);
     Ok(())
+}
+
+/// Evidence that cannot be written (a regular file where the evidence folder should be, so
+/// creating it fails even for root): the finding is stored all the same, its evidence marked
+/// missing with the reason, and its image URL answers 404 saying why.
+async fn unwritable_evidence_still_stores_the_finding(postgres: bool) -> anyhow::Result<()> {
+    let clip = Clip::from_mp4(&shared_data("videos/intel_worker-zone-detection_from-gif.mp4")?)?;
+    let sim = SimCamera::start(&clip, 0, "dock")?;
+    let mut cfg = dock_config(&sim)?;
+    if postgres {
+        cfg.database.url = tests::fresh_postgres_database().await?;
+    }
+    let th = TestHub::start(cfg, StartOptions::default()).await?;
+    let blocked = th.dir.join("evidence");
+    std::fs::write(&blocked, b"a file where the evidence folder should be")?;
+    let f = wait_for(Duration::from_secs(60), "a video finding", || async {
+        let items = th.all_findings("camera=dock&rule=person-in-zone").await?;
+        Ok(items.into_iter().find(|f| f["evidence"].as_array().is_some_and(|e| !e.is_empty())))
+    })
+    .await?;
+    assert_eq!(f["state"], "active", "{f}");
+    let ev = &f["evidence"][0];
+    let why = ev["missing"].as_str().unwrap_or_default();
+    assert!(why.contains("creating the evidence folder"), "the reason is kept: {ev}");
+    assert!(ev["annotated_url"].is_null() && ev["frame_url"].is_null(), "{ev}");
+    let dets = ev["detections"]["detections"].as_array().expect("detections kept");
+    assert!(dets.iter().any(|d| d["label"] == "person"), "{ev}");
+    let (status, body) =
+        send(&th, "GET", &format!("/api/v1/findings/{}/evidence", f["id"]), None).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.to_string().contains("could not be written"), "{body}");
+    assert!(blocked.is_file(), "nothing replaced the file");
+    th.stop().await;
+    drop(sim);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unwritable_evidence_still_stores_the_finding_on_sqlite() -> anyhow::Result<()> {
+    unwritable_evidence_still_stores_the_finding(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unwritable_evidence_still_stores_the_finding_on_postgres() -> anyhow::Result<()> {
+    unwritable_evidence_still_stores_the_finding(true).await
 }

@@ -1,0 +1,716 @@
+//! The OpenAPI 3.1 document served at `/api/v1/openapi.json`.
+//!
+//! Request bodies and query parameters are JSON Schemas derived (`schemars`) from the very types
+//! the handlers deserialize, so `deny_unknown_fields`, defaults, ranges and enums cannot drift
+//! from what the handlers accept. Response bodies are described here beside [`ROUTES`]; the
+//! schemathesis pass of `scripts/test` checks every response against them. The router records
+//! its routes through [`Routes`] and a test checks them against [`ROUTES`] and the document.
+
+use axum::Json;
+use axum::extract::State;
+use axum::handler::Handler;
+use axum::routing::MethodRouter;
+use common::{CameraId, DeviceId, FindingState, Severity};
+use schemars::generate::{SchemaGenerator, SchemaSettings};
+use schemars::{JsonSchema, Schema, json_schema};
+use serde_json::{Map, Value, json};
+
+use super::{AppState, DeviceQuery, EvidenceQuery, FindingQuery, NewDevice, ReadingQuery};
+use crate::error::ErrorBody;
+
+/// Every (method, path) the router serves, in OpenAPI path syntax.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/healthz"),
+    ("get", "/metrics"),
+    ("get", "/api/v1/openapi.json"),
+    ("get", "/api/v1/findings"),
+    ("get", "/api/v1/findings/{id}"),
+    ("post", "/api/v1/findings/{id}/acknowledge"),
+    ("post", "/api/v1/findings/{id}/clear"),
+    ("get", "/api/v1/devices"),
+    ("post", "/api/v1/devices"),
+    ("get", "/api/v1/devices/{id}"),
+    ("delete", "/api/v1/devices/{id}"),
+    ("get", "/api/v1/devices/{id}/readings"),
+    ("get", "/api/v1/sites"),
+    ("get", "/api/v1/models"),
+    ("get", "/api/v1/findings/{id}/evidence"),
+    ("get", "/api/v1/cameras"),
+    ("post", "/api/v1/cameras"),
+    ("get", "/api/v1/cameras/{id}"),
+    ("patch", "/api/v1/cameras/{id}"),
+    ("delete", "/api/v1/cameras/{id}"),
+    ("get", "/api/v1/cameras/{id}/snapshot"),
+    ("post", "/api/v1/config/reload"),
+];
+
+/// The router's routes as they are added, so a test can compare them with [`ROUTES`].
+#[derive(Default)]
+pub(super) struct Routes {
+    pub router: axum::Router<AppState>,
+    pub table: Vec<(&'static str, &'static str)>,
+}
+
+impl Routes {
+    fn add(mut self, method: &'static str, path: &'static str, r: MethodRouter<AppState>) -> Self {
+        self.router = self.router.route(path, r);
+        self.table.push((method, path));
+        self
+    }
+
+    pub fn get<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
+        self.add("get", path, axum::routing::get(h))
+    }
+
+    pub fn post<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
+        self.add("post", path, axum::routing::post(h))
+    }
+
+    pub fn patch<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
+        self.add("patch", path, axum::routing::patch(h))
+    }
+
+    pub fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
+        self.add("delete", path, axum::routing::delete(h))
+    }
+}
+
+/// `GET /api/v1/openapi.json`.
+pub(super) async fn serve(State(s): State<AppState>) -> Json<Value> {
+    let sites: Vec<String> = s.registry.sites.keys().cloned().collect();
+    let kinds: Vec<String> = s.registry.kinds.keys().cloned().collect();
+    Json(document(&sites, &kinds))
+}
+
+/// Time query parameters: unix milliseconds or RFC 3339 (`parse_time`).
+pub(super) fn time_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "description": "unix milliseconds or RFC 3339 (2026-01-31T08:00:00Z)",
+        "type": "string",
+        "pattern": super::TIME_PATTERN,
+    })
+}
+
+/// A comma-separated list of the values of a string enum, as `super::list` parses it.
+fn list_pattern(values: &[&str]) -> String {
+    let one = format!("({})", values.join("|"));
+    format!("^{one}(,{one})*$")
+}
+
+pub(super) fn states_schema(_: &mut SchemaGenerator) -> Schema {
+    let all: Vec<&str> = FindingState::ALL.iter().map(|s| s.as_str()).collect();
+    json_schema!({"type": "string", "pattern": list_pattern(&all),
+                  "description": format!("comma list of {}", all.join(", "))})
+}
+
+pub(super) fn severities_schema(_: &mut SchemaGenerator) -> Schema {
+    let all: Vec<&str> = Severity::ALL.iter().map(|s| s.as_str()).collect();
+    json_schema!({"type": "string", "pattern": list_pattern(&all),
+                  "description": format!("comma list of {}", all.join(", "))})
+}
+
+/// Schemas of the request types, with their definitions under `#/components/schemas`.
+struct Schemas {
+    generator: SchemaGenerator,
+}
+
+impl Schemas {
+    fn new() -> Self {
+        let generator = SchemaSettings::draft2020_12()
+            .with(|s| {
+                s.definitions_path = "/components/schemas".into();
+                s.meta_schema = None;
+            })
+            .into_generator();
+        Self { generator }
+    }
+
+    /// A `$ref` to `T`'s component schema (or `T`'s schema inline for simple types).
+    fn body<T: JsonSchema>(&mut self) -> Value {
+        self.generator.subschema_for::<T>().to_value()
+    }
+
+    /// `T`'s fields as query parameters: name, required, description and schema per field.
+    fn query<T: JsonSchema>(&mut self) -> Vec<Value> {
+        let schema = T::json_schema(&mut self.generator).to_value();
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let Some(props) = schema["properties"].as_object() else { return Vec::new() };
+        props
+            .iter()
+            .map(|(name, p)| {
+                let mut p = p.clone();
+                let description = p.as_object_mut().and_then(|o| o.remove("description"));
+                not_null(&mut p);
+                let mut v = json!({"name": name, "in": "query",
+                                   "required": required.contains(&name.as_str()), "schema": p});
+                if let Some(d) = description {
+                    v["description"] = d;
+                }
+                v
+            })
+            .collect()
+    }
+
+    fn path<T: JsonSchema>(&mut self, description: &str) -> Value {
+        let mut schema = T::json_schema(&mut self.generator).to_value();
+        not_null(&mut schema);
+        json!({"name": "id", "in": "path", "required": true, "description": description,
+               "schema": schema})
+    }
+}
+
+/// An absent query parameter is how `Option` is spelt; `null` is not a value a query can hold.
+fn not_null(schema: &mut Value) {
+    if let Some(types) = schema.get_mut("type").and_then(Value::as_array_mut) {
+        types.retain(|t| t != "null");
+        if types.len() == 1 {
+            schema["type"] = types[0].clone();
+        }
+    }
+}
+
+fn reference(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn content(media: &str, schema: Value) -> Value {
+    json!({media: {"schema": schema}})
+}
+
+/// Why each error status is answered (the body is always [`ErrorBody`]).
+fn error_response(status: u16) -> Value {
+    let why = match status {
+        400 => {
+            "invalid argument: a parameter or the body is malformed or refused (the message says which)"
+        }
+        404 => "not found",
+        409 => "conflict with the current state (already exists, owned by the configuration file)",
+        413 => "request body larger than the limit",
+        415 => "the body is not JSON (Content-Type must be application/json)",
+        503 => "unavailable: the database cannot be reached or the hub is shutting down",
+        _ => "internal error; see the hub's log",
+    };
+    json!({"description": why, "content": content("application/json", reference("Error"))})
+}
+
+/// One operation: its success response and the error statuses it can answer.
+fn op(summary: &str, params: Vec<Value>, ok: (u16, &str, Value), errors: &[u16]) -> Value {
+    let (status, description, body) = ok;
+    let mut responses = Map::new();
+    let mut success = json!({"description": description});
+    if !body.is_null() {
+        success["content"] = body;
+    }
+    responses.insert(status.to_string(), success);
+    for e in errors {
+        responses.insert(e.to_string(), error_response(*e));
+    }
+    json!({"summary": summary, "parameters": params, "responses": responses})
+}
+
+fn json_ok(description: &str, schema: Value) -> (u16, &str, Value) {
+    (200, description, content("application/json", schema))
+}
+
+fn items(of: Value) -> Value {
+    json!({"type": "object", "required": ["items"],
+           "properties": {"items": {"type": "array", "items": of}}})
+}
+
+fn with_body(mut op: Value, media: &str, schema: Value) -> Value {
+    op["requestBody"] = json!({"required": true, "content": content(media, schema)});
+    op
+}
+
+/// The document for a hub with these configured sites and device kinds (the only values a
+/// registration may name).
+pub fn document(sites: &[String], kinds: &[String]) -> Value {
+    let mut sc = Schemas::new();
+    let finding_id = sc.path::<i64>("finding id (the `id` of a finding)");
+    let device_id = sc.path::<DeviceId>("device id");
+    let camera_id = sc.path::<CameraId>("camera id");
+    let jpeg = content("image/jpeg", json!({"type": "string", "format": "binary"}));
+    let finding = reference("Finding");
+    let camera_view = reference("CameraView");
+
+    let mut paths = Map::new();
+    let mut put = |path: &str, method: &str, op: Value| {
+        let entry = paths.entry(path.to_owned()).or_insert_with(|| json!({}));
+        entry[method] = op;
+    };
+    let mut health =
+        op("Liveness and database health", vec![], json_ok("healthy", reference("Health")), &[]);
+    // 503 carries the same body as 200 (not the error body): it says what is degraded.
+    health["responses"]["503"] = json!({"description": "degraded: the body names what is not ok",
+        "content": content("application/json", reference("Health"))});
+    put("/healthz", "get", health);
+    put(
+        "/metrics",
+        "get",
+        op(
+            "Prometheus metrics (text format)",
+            vec![],
+            (200, "metrics", json!({"text/plain": {"schema": {"type": "string"}}})),
+            &[],
+        ),
+    );
+    put(
+        "/api/v1/openapi.json",
+        "get",
+        op(
+            "This document",
+            vec![],
+            json_ok("OpenAPI 3.1 document", json!({"type": "object"})),
+            &[],
+        ),
+    );
+    let page = json!({"type": "object", "required": ["items", "next"], "properties": {
+        "items": {"type": "array", "items": finding.clone()},
+        "next": {"type": ["string", "null"], "description": "cursor of the next page; null at the end"}}});
+    put(
+        "/api/v1/findings",
+        "get",
+        op(
+            "List findings, newest first",
+            sc.query::<FindingQuery>(),
+            json_ok("a page of findings", page),
+            &[400, 500, 503],
+        ),
+    );
+    put(
+        "/api/v1/findings/{id}",
+        "get",
+        op(
+            "One finding",
+            vec![finding_id.clone()],
+            json_ok("the finding", finding.clone()),
+            &[400, 404, 500, 503],
+        ),
+    );
+    put(
+        "/api/v1/findings/{id}/acknowledge",
+        "post",
+        op(
+            "Acknowledge an active finding",
+            vec![finding_id.clone()],
+            json_ok("the finding after the change", finding.clone()),
+            &[400, 404, 409, 500, 503],
+        ),
+    );
+    put(
+        "/api/v1/findings/{id}/clear",
+        "post",
+        op(
+            "Clear a finding; a repeat of its condition then opens a new one",
+            vec![finding_id.clone()],
+            json_ok("the finding after the change", finding.clone()),
+            &[400, 404, 409, 500, 503],
+        ),
+    );
+    let mut params = vec![finding_id];
+    params.extend(sc.query::<EvidenceQuery>());
+    put(
+        "/api/v1/findings/{id}/evidence",
+        "get",
+        op(
+            "An evidence image of a video finding (JPEG)",
+            params,
+            (200, "the image", jpeg.clone()),
+            &[400, 404, 500, 503],
+        ),
+    );
+    put(
+        "/api/v1/devices",
+        "get",
+        op(
+            "List devices with online state and last seen",
+            sc.query::<DeviceQuery>(),
+            json_ok("devices", items(reference("Device"))),
+            &[400],
+        ),
+    );
+    let new_device = sc.body::<NewDevice>();
+    let registered = json!({"allOf": [reference("Device"), {"type": "object",
+            "required": ["secret", "mqtt_username", "status_topic"],
+            "properties": {"secret": {"type": "string", "description": "shown once"},
+                           "mqtt_username": {"type": "string"}, "status_topic": {"type": "string"}}}]});
+    put(
+        "/api/v1/devices",
+        "post",
+        with_body(
+            op(
+                "Register a device; the response carries its secret, shown once",
+                vec![],
+                (201, "registered", content("application/json", registered)),
+                &[400, 409, 413, 415, 500, 503],
+            ),
+            "application/json",
+            new_device,
+        ),
+    );
+    put(
+        "/api/v1/devices/{id}",
+        "get",
+        op(
+            "One device",
+            vec![device_id.clone()],
+            json_ok("the device", reference("Device")),
+            &[404],
+        ),
+    );
+    let mut remove = op(
+        "Remove a device registered through the API (and its broker account)",
+        vec![device_id.clone()],
+        (204, "removed", Value::Null),
+        &[404, 409, 500, 503],
+    );
+    remove["responses"]["204"] = json!({"description": "removed"});
+    put("/api/v1/devices/{id}", "delete", remove);
+    let mut params = vec![device_id];
+    params.extend(sc.query::<ReadingQuery>());
+    let readings = json!({"type": "object", "required": ["items", "next"], "properties": {
+        "items": {"type": "array", "items": {"type": "object",
+            "required": ["ts", "ts_ms", "received_at", "values"], "properties": {
+            "ts": {"type": "string"}, "ts_ms": {"type": "integer"}, "received_at": {"type": "string"},
+            "values": {"type": "object"}}}},
+        "next": {"type": ["string", "null"],
+            "description": "pass as `cursor` for the next page; null at the end"}}});
+    put(
+        "/api/v1/devices/{id}/readings",
+        "get",
+        op(
+            "A device's readings, newest first",
+            params,
+            json_ok("readings", readings),
+            &[400, 404, 500, 503],
+        ),
+    );
+    put(
+        "/api/v1/sites",
+        "get",
+        op("Configured sites", vec![], json_ok("sites", items(json!({"type": "object"}))), &[]),
+    );
+    let models = json!({"type": "object", "required": ["items", "failed"], "properties": {
+        "items": {"type": "array", "items": {"type": "object"}},
+        "failed": {"type": "array", "items": {"type": "object"}}}});
+    put(
+        "/api/v1/models",
+        "get",
+        op("Loaded models and those that failed, by name", vec![], json_ok("models", models), &[]),
+    );
+    put(
+        "/api/v1/cameras",
+        "get",
+        op(
+            "Cameras with health and analysis counters",
+            vec![],
+            json_ok("cameras", items(camera_view.clone())),
+            &[],
+        ),
+    );
+    let camera = sc.body::<config::Camera>();
+    put(
+        "/api/v1/cameras",
+        "post",
+        with_body(
+            op(
+                "Add a camera (fields as in [[cameras]]); only it starts",
+                vec![],
+                (201, "added", content("application/json", camera_view.clone())),
+                &[400, 409, 413, 415, 500, 503],
+            ),
+            "application/json",
+            camera,
+        ),
+    );
+    put(
+        "/api/v1/cameras/{id}",
+        "get",
+        op(
+            "One camera",
+            vec![camera_id.clone()],
+            json_ok("the camera", camera_view.clone()),
+            &[404],
+        ),
+    );
+    put(
+        "/api/v1/cameras/{id}",
+        "patch",
+        with_body(
+            op(
+                "Change an API camera (JSON merge patch, RFC 7396); only it restarts",
+                vec![camera_id.clone()],
+                json_ok("the camera after the change", camera_view.clone()),
+                &[400, 404, 409, 413, 415, 500, 503],
+            ),
+            "application/merge-patch+json",
+            reference("CameraPatch"),
+        ),
+    );
+    let mut delete = op(
+        "Remove an API camera",
+        vec![camera_id.clone()],
+        (204, "removed", Value::Null),
+        &[404, 409, 500, 503],
+    );
+    delete["responses"]["204"] = json!({"description": "removed"});
+    put("/api/v1/cameras/{id}", "delete", delete);
+    put(
+        "/api/v1/cameras/{id}/snapshot",
+        "get",
+        op(
+            "The camera's latest decoded frame (JPEG)",
+            vec![camera_id],
+            (200, "the frame", jpeg),
+            &[404, 409, 500],
+        ),
+    );
+    let reload = json!({"type": "object", "required": ["cameras"], "properties": {"cameras": {
+        "type": "object", "required": ["added", "changed", "removed"], "properties": {
+            "added": {"type": "array", "items": {"type": "string"}},
+            "changed": {"type": "array", "items": {"type": "string"}},
+            "removed": {"type": "array", "items": {"type": "string"}}}}}});
+    put(
+        "/api/v1/config/reload",
+        "post",
+        op(
+            "Re-read the configuration file and apply its cameras",
+            vec![],
+            json_ok("what changed", reload),
+            &[400, 409, 500, 503],
+        ),
+    );
+
+    // Defines `#/components/schemas/Error`, which every error response names.
+    sc.body::<ErrorBody>();
+    let mut schemas = sc.generator.take_definitions(true);
+    // The configuration decides which sites and kinds exist: the document names them.
+    if let Some(nd) = schemas.get_mut("NewDevice") {
+        nd["properties"]["site_id"]["enum"] = json!(sites);
+        nd["properties"]["kind"]["enum"] = json!(kinds);
+    }
+    if let Some(c) = schemas.get_mut("Camera") {
+        c["properties"]["site"] = json!({"type": "string", "enum": sites});
+    }
+    let camera = schemas.get("Camera").cloned().unwrap_or_else(|| json!({"type": "object"}));
+    schemas.insert("CameraPatch".into(), camera_patch(&camera));
+    schemas.insert("CameraView".into(), camera_view_schema(&camera));
+    schemas.insert("Finding".into(), finding_schema());
+    schemas.insert("Device".into(), device_schema());
+    schemas.insert("Health".into(), health_schema());
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Supervision hub API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Findings, devices, readings and cameras of the non-site supervision \
+                hub. Times in responses are RFC 3339 UTC. Every error answers the Error schema \
+                {\"error\":{\"status\",\"message\"}}; unknown query parameters and body fields \
+                are refused with 400."
+        },
+        "paths": paths,
+        "components": {"schemas": schemas}
+    })
+}
+
+/// A merge patch of a camera: any of its fields, `null` removing one (back to its default).
+fn camera_patch(camera: &Value) -> Value {
+    let mut props = Map::new();
+    for (k, v) in camera["properties"].as_object().into_iter().flatten() {
+        props.insert(k.clone(), json!({"anyOf": [v, {"type": "null"}]}));
+    }
+    json!({"type": "object", "additionalProperties": false, "properties": props,
+           "description": "fields of Camera; `id`, when present, must be the camera's own"})
+}
+
+/// A camera as the API shows it: its fields (the password of `url` shown as `***`), where it
+/// comes from, and its health and analysis counters.
+fn camera_view_schema(camera: &Value) -> Value {
+    let mut v = camera.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("additionalProperties");
+        o.remove("description");
+    }
+    let count = json!({"type": "integer", "minimum": 0});
+    let extra = json!({
+        "source": {"enum": ["config", "api"]},
+        "created_at": {"type": "string"}, "updated_at": {"type": "string"},
+        "snapshot_url": {"type": "string"},
+        "health": {"type": "object", "required": ["state"], "properties": {
+            "state": {"type": "string"}, "input_fps": {"type": "number"},
+            "bitrate": {"type": "number"}, "frames_in": count, "keyframes_in": count,
+            "frames_decoded": count, "frames_dropped": count,
+            "last_keyframe_at": {"type": ["string", "null"]},
+            "last_error": {"type": ["string", "null"]}, "reconnects": count}},
+        "stats": {"type": "object", "properties": {
+            "frames_analysed": count, "frames_still": count, "firings": count,
+            "analysis_error": {"type": ["string", "null"]}}}
+    });
+    for (k, s) in extra.as_object().into_iter().flatten() {
+        v["properties"][k] = s.clone();
+    }
+    v["required"] = json!(["id", "site", "url", "source", "health", "stats", "snapshot_url"]);
+    v
+}
+
+fn finding_schema() -> Value {
+    let text = json!({"type": "string"});
+    let opt_text = json!({"type": ["string", "null"]});
+    json!({"type": "object", "required": ["id", "site_id", "rule", "kind", "severity", "state",
+        "first_seen", "last_seen", "count", "summary"],
+        "properties": {
+            "id": {"type": "integer"}, "site_id": text, "device_id": opt_text,
+            "camera_id": opt_text, "rule": text, "kind": text,
+            "severity": {"$ref": "#/components/schemas/Severity"},
+            "state": {"enum": FindingState::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()},
+            "item_code": opt_text, "region": opt_text, "summary": text,
+            "first_seen": text, "last_seen": text, "count": {"type": "integer"},
+            "last_value": {"type": ["number", "null"]}, "details": {},
+            "acknowledged_at": opt_text, "cleared_at": opt_text,
+            "evidence": {"type": "array", "items": {"type": "object",
+                "required": ["id", "captured_at", "annotated_url", "frame_url"],
+                "properties": {"id": {"type": "integer"}, "captured_at": text,
+                    // null when the images could not be written; `missing` says why.
+                    "annotated_url": opt_text, "frame_url": opt_text, "detections": {},
+                    "missing": opt_text}}}}})
+}
+
+fn device_schema() -> Value {
+    let text = json!({"type": "string"});
+    json!({"type": "object",
+        "required": ["id", "site_id", "kind", "online", "source", "created_at", "telemetry_topic"],
+        "properties": {
+            "id": text, "site_id": text, "kind": text, "name": text,
+            "online": {"type": "boolean"}, "last_seen": {"type": ["string", "null"]},
+            "source": {"enum": ["config", "api"]}, "created_at": text, "telemetry_topic": text}})
+}
+
+fn health_schema() -> Value {
+    json!({"type": "object", "required": ["status"],
+           "properties": {"status": {"enum": ["ok", "degraded"]}},
+           "description": "status, and what each part (database, mqtt, tasks) says"})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc() -> Value {
+        document(&["s1".into()], &["fridge".into()])
+    }
+
+    /// Every `$ref` names a schema of `components`.
+    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(o) => {
+                if let Some(r) = o.get("$ref").and_then(Value::as_str) {
+                    out.push(r);
+                }
+                o.values().for_each(|x| refs(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn document_is_structurally_valid_openapi_3_1() {
+        let d = doc();
+        assert_eq!(d["openapi"], "3.1.0");
+        assert!(d["info"]["title"].is_string() && d["info"]["version"].is_string());
+        let paths = d["paths"].as_object().expect("paths");
+        for (path, item) in paths {
+            assert!(path.starts_with('/'), "{path}");
+            for (method, op) in item.as_object().expect("path item") {
+                let at = format!("{method} {path}");
+                assert!(["get", "post", "patch", "delete"].contains(&method.as_str()), "{at}");
+                let responses = op["responses"].as_object().expect(&at);
+                assert!(!responses.is_empty(), "{at}: no responses");
+                for (status, r) in responses {
+                    let code: u16 = status.parse().unwrap_or_else(|_| panic!("{at}: {status}"));
+                    assert!((100..600).contains(&code), "{at}: {status}");
+                    assert!(r["description"].is_string(), "{at} {status}: description");
+                }
+                // Path templates and path parameters agree.
+                let templated: Vec<&str> = path
+                    .split('/')
+                    .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+                    .collect();
+                let params = op["parameters"].as_array().expect(&at);
+                let in_path: Vec<&str> = params
+                    .iter()
+                    .filter(|p| p["in"] == "path")
+                    .map(|p| p["name"].as_str().unwrap())
+                    .collect();
+                assert_eq!(templated, in_path, "{at}");
+                for p in params {
+                    assert!(p["name"].is_string() && p["schema"].is_object(), "{at}: {p}");
+                    assert!(["path", "query"].contains(&p["in"].as_str().unwrap()), "{at}");
+                    if p["in"] == "path" {
+                        assert_eq!(p["required"], true, "{at}: path parameters are required");
+                    }
+                }
+            }
+        }
+        let mut all = Vec::new();
+        refs(&d, &mut all);
+        assert!(!all.is_empty());
+        for r in all {
+            let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("{r}"));
+            assert!(d["components"]["schemas"][name].is_object(), "{r} is not defined");
+        }
+    }
+
+    #[test]
+    fn every_route_is_documented_and_every_documented_path_routed() {
+        let routed = super::super::routes().table;
+        let mut a: Vec<_> = routed.clone();
+        let mut b: Vec<_> = ROUTES.to_vec();
+        a.sort();
+        b.sort();
+        assert_eq!(a, b, "the router's routes and ROUTES differ");
+        let d = doc();
+        let mut documented: Vec<(String, String)> = Vec::new();
+        for (path, item) in d["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                documented.push((method.clone(), path.clone()));
+            }
+        }
+        documented.sort();
+        let mut routed: Vec<(String, String)> =
+            routed.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        routed.sort();
+        assert_eq!(documented, routed, "documented operations differ from routed ones");
+    }
+
+    #[test]
+    fn request_schemas_follow_the_handler_types() {
+        let d = doc();
+        let s = &d["components"]["schemas"];
+        // deny_unknown_fields on the types becomes additionalProperties: false.
+        assert_eq!(s["NewDevice"]["additionalProperties"], false, "{}", s["NewDevice"]);
+        assert_eq!(s["Camera"]["additionalProperties"], false);
+        assert_eq!(s["NewDevice"]["properties"]["site_id"]["enum"], json!(["s1"]));
+        let findings = &d["paths"]["/api/v1/findings"]["get"]["parameters"];
+        let limit = findings.as_array().unwrap().iter().find(|p| p["name"] == "limit").unwrap();
+        assert_eq!(limit["schema"]["minimum"], 1, "{limit}");
+        assert_eq!(limit["schema"]["maximum"], super::super::FINDINGS_LIMIT_MAX, "{limit}");
+        let id = &d["paths"]["/api/v1/findings/{id}"]["get"]["parameters"][0];
+        assert_eq!(id["schema"]["type"], "integer", "{id}");
+        let readings = &d["paths"]["/api/v1/devices/{id}/readings"]["get"]["parameters"];
+        let limit = readings.as_array().unwrap().iter().find(|p| p["name"] == "limit").unwrap();
+        assert_eq!(limit["schema"]["maximum"], super::super::READINGS_LIMIT_MAX, "{limit}");
+        let post = &d["paths"]["/api/v1/devices"]["post"]["responses"];
+        for status in ["201", "400", "409"] {
+            assert!(post[status].is_object(), "POST /api/v1/devices answers {status}");
+        }
+    }
+
+    #[test]
+    fn list_pattern_matches_comma_lists_only() {
+        assert_eq!(list_pattern(&["a", "b"]), "^(a|b)(,(a|b))*$");
+    }
+}
