@@ -325,6 +325,24 @@ fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
     move |source| Error::Database { context, source }
 }
 
+/// The columns `device_from_row` reads.
+const DEVICE_COLUMNS: &str =
+    "id, site_id, kind, name, secret_hash, source, created_at, last_seen, online";
+
+fn device_from_row(r: &AnyRow) -> Result<DeviceRow, sqlx::Error> {
+    Ok(DeviceRow {
+        id: r.try_get("id")?,
+        site_id: r.try_get("site_id")?,
+        kind: r.try_get("kind")?,
+        name: r.try_get("name")?,
+        secret_hash: r.try_get("secret_hash")?,
+        source: r.try_get("source")?,
+        created_at: r.try_get("created_at")?,
+        last_seen: r.try_get("last_seen")?,
+        online: r.try_get::<i64, _>("online")? != 0,
+    })
+}
+
 const FINDING_COLUMNS: &str = "id, site_id, device_id, camera_id, rule, kind, severity, state, \
     item_code, region, summary, first_seen, last_seen, count, last_value, details, \
     acknowledged_at, cleared_at";
@@ -478,27 +496,12 @@ impl Store {
     }
 
     pub async fn devices(&self) -> Result<Vec<DeviceRow>, Error> {
-        let rows = sqlx::query(
-            "SELECT id, site_id, kind, name, secret_hash, source, created_at, last_seen, online \
-             FROM devices ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("listing devices"))?;
+        let rows = sqlx::query(&format!("SELECT {DEVICE_COLUMNS} FROM devices ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("listing devices"))?;
         rows.iter()
-            .map(|r| {
-                Ok(DeviceRow {
-                    id: r.try_get("id")?,
-                    site_id: r.try_get("site_id")?,
-                    kind: r.try_get("kind")?,
-                    name: r.try_get("name")?,
-                    secret_hash: r.try_get("secret_hash")?,
-                    source: r.try_get("source")?,
-                    created_at: r.try_get("created_at")?,
-                    last_seen: r.try_get("last_seen")?,
-                    online: r.try_get::<i64, _>("online")? != 0,
-                })
-            })
+            .map(device_from_row)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(db("reading devices"))
     }
@@ -940,10 +943,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let ids = &ids[..ids.len().min(DEVICES_BY_ID_MAX)];
-        let mut sql = String::from(
-            "SELECT id, site_id, kind, name, secret_hash, source, created_at, last_seen, online \
-             FROM devices WHERE id IN (",
-        );
+        let mut sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id IN (");
         for i in 1..=ids.len() {
             let _ = write!(sql, "{}${i}", if i == 1 { "" } else { "," });
         }
@@ -954,19 +954,7 @@ impl Store {
         }
         let rows = q.fetch_all(&self.pool).await.map_err(db("looking devices up by id"))?;
         rows.iter()
-            .map(|r| {
-                Ok(DeviceRow {
-                    id: r.try_get("id")?,
-                    site_id: r.try_get("site_id")?,
-                    kind: r.try_get("kind")?,
-                    name: r.try_get("name")?,
-                    secret_hash: r.try_get("secret_hash")?,
-                    source: r.try_get("source")?,
-                    created_at: r.try_get("created_at")?,
-                    last_seen: r.try_get("last_seen")?,
-                    online: r.try_get::<i64, _>("online")? != 0,
-                })
-            })
+            .map(device_from_row)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(db("reading devices"))
     }
