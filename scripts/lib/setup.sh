@@ -459,7 +459,7 @@ inactivity_timeout = "2m"
 offline_severity = "major"
 offline_item_code = "61000000100001"
 EOT
-  HUB_LOG=${HUB_LOG:-warn} "$ROOT/target/debug/hub" run --config "$dir/hub.toml" >"$dir/hub.log" 2>&1 &
+  HUB_LOG=${HUB_LOG:-warn} "${CARGO_TARGET_DIR:-$ROOT/target}/debug/hub" run --config "$dir/hub.toml" >"$dir/hub.log" 2>&1 &
   pid=$!
   hub_on_exit hub_st_hub_stop "$pid" "$dir"
   for ((i = 0; i < 300; i++)); do
