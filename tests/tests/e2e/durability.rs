@@ -300,7 +300,9 @@ async fn database_outage_loses_nothing(pg: bool) -> anyhow::Result<()> {
                     a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
                 Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                // The device's connection never drops in this test (only the database goes
+                // away): an error ends the poller, and the ack count waits below time out.
+                Err(_) => return,
             }
         }
     });
