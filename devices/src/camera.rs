@@ -244,14 +244,6 @@ impl SimCamera {
         let context = gst::glib::MainContext::new();
         let main_loop = gst::glib::MainLoop::new(Some(&context), false);
         let server = rtsp::RTSPServer::new();
-        // Clients are served on this camera's own context, not on gst-rtsp-server's shared pool
-        // threads: a client removed by `stop` would otherwise leave its connection's watch
-        // dispatching on a pool thread after its stream is gone, spinning with
-        // "g_pollable_input_stream_read_nonblocking: assertion … failed" for the rest of the
-        // process (GStreamer 1.22). With no pool thread, quitting this camera's loop ends it.
-        if let Some(pool) = server.thread_pool() {
-            pool.set_max_threads(0);
-        }
         server.set_address("127.0.0.1");
         server.set_service(&port.to_string());
         if let Some((user, pass)) = credentials {
