@@ -92,6 +92,7 @@ impl Hub {
             Store::connect(&cfg.database.url, &cfg.data_dir, cfg.database.max_connections).await?;
         // Batches a previous run could not store before it stopped come first.
         let spool_dir = cfg.data_dir.join("spool");
+        let evidence_dir = cfg.data_dir.join("evidence");
         let replayed = pipeline::replay_spool(&store, &spool_dir, clock.now_ms()).await;
         if replayed > 0 {
             info!(batches = replayed, "stored the batches spooled by the previous run");
@@ -260,7 +261,7 @@ impl Hub {
         let (c, st) = (ctx.clone(), writer_status.clone());
         let writer_opts = pipeline::WriterOptions {
             spool_dir,
-            evidence_dir: cfg.data_dir.join("evidence"),
+            evidence_dir: evidence_dir.clone(),
             shutdown: shutdown.clone(),
         };
         tasks.push((
@@ -332,11 +333,12 @@ impl Hub {
             clock,
             mqtt_ready,
             cameras: cameras.clone(),
-            evidence_dir: cfg.data_dir.join("evidence"),
+            evidence_dir,
             config_path: opts.config_path.clone(),
             supervisor: sup.clone(),
             writer: writer_status,
             provisioner: provisioner.clone(),
+            openapi: Arc::default(),
         };
         let listener =
             tokio::net::TcpListener::bind(&cfg.http.listen).await.map_err(|source| Error::Io {

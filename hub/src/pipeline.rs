@@ -343,15 +343,10 @@ fn rule_hit(reg: &Registry, rules: &inference::rules::RuleSet, d: &Device, h: &H
 /// Loads the batch's devices this hub does not know from the database (one query): another hub
 /// on the same database may have registered them (external mode, one shared group).
 async fn load_unknown_devices(registry: &Registry, msgs: &[Inbound]) {
-    let unknown: Vec<&str> = msgs
-        .iter()
-        .filter_map(|m| topic::parse(&m.topic).ok())
-        .map(|t| t.device)
-        .filter(|d| registry.get(d).is_none())
-        .collect();
-    if !unknown.is_empty() {
-        registry.resolve(&unknown).await;
-    }
+    // `resolve` skips the ids it knows under one lock; only the others are looked up.
+    let ids: Vec<&str> =
+        msgs.iter().filter_map(|m| topic::parse(&m.topic).ok()).map(|t| t.device).collect();
+    registry.resolve(&ids).await;
 }
 
 fn process_one(ctx: &Ctx, engine: &mut Engine, mut m: Inbound, w: &mut Work) {

@@ -165,39 +165,29 @@ impl Supervisor {
                 } else {
                     let mut task = tokio::spawn(make());
                     sup.set_down(name, None);
-                    let ended = tokio::select! {
-                        r = &mut task => r,
+                    tokio::select! {
+                        ended = &mut task => match ended {
+                            Ok(()) if sup.shutdown.is_triggered() => {
+                                sup.set_down(name, None);
+                                return;
+                            }
+                            Ok(()) => "ended while the hub was running".to_owned(),
+                            Err(e) if e.is_panic() => {
+                                let msg = e.into_panic();
+                                let text = msg
+                                    .downcast_ref::<&str>()
+                                    .map(|s| (*s).to_owned())
+                                    .or_else(|| msg.downcast_ref::<String>().cloned())
+                                    .unwrap_or_else(|| "a panic".into());
+                                format!("panicked: {text}")
+                            }
+                            Err(_) => "cancelled".to_owned(),
+                        },
                         _ = sup.faults.until_failing(name) => {
                             task.abort();
                             let _ = (&mut task).await;
-                            sup.set_down(name, Some("killed (injected fault)".into()));
-                            failures.inc();
-                            error!(task = name, "task killed by an injected fault");
-                            if restart == Restart::Never {
-                                return;
-                            }
-                            if !sup.pause(&mut backoff).await {
-                                return;
-                            }
-                            continue;
+                            "killed (injected fault)".to_owned()
                         }
-                    };
-                    match ended {
-                        Ok(()) if sup.shutdown.is_triggered() => {
-                            sup.set_down(name, None);
-                            return;
-                        }
-                        Ok(()) => "ended while the hub was running".to_owned(),
-                        Err(e) if e.is_panic() => {
-                            let msg = e.into_panic();
-                            let text = msg
-                                .downcast_ref::<&str>()
-                                .map(|s| (*s).to_owned())
-                                .or_else(|| msg.downcast_ref::<String>().cloned())
-                                .unwrap_or_else(|| "a panic".into());
-                            format!("panicked: {text}")
-                        }
-                        Err(_) => "cancelled".to_owned(),
                     }
                 };
                 failures.inc();

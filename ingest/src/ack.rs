@@ -53,6 +53,12 @@ impl Ack {
     }
 }
 
+/// An MQTT 3.1.1 PUBACK of packet `pkid`.
+pub(crate) fn puback(pkid: u16) -> [u8; 4] {
+    let [hi, lo] = pkid.to_be_bytes();
+    [0x40, 0x02, hi, lo]
+}
+
 /// PUBACKs of one gateway connection waiting to be written to the device's socket.
 #[derive(Debug, Default)]
 pub(crate) struct AckSink {
@@ -64,8 +70,7 @@ impl AckSink {
     fn push(&self, pkid: u16) {
         {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            p.put_slice(&[0x40, 0x02]);
-            p.put_u16(pkid);
+            p.put_slice(&puback(pkid));
         }
         self.ready.notify_one();
     }

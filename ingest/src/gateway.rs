@@ -37,7 +37,6 @@ mod limits;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use std::time::{Duration, Instant};
@@ -175,8 +174,6 @@ struct Ctx {
     /// device id → digest of (secret hash, secret) last verified, so reconnects skip argon2.
     /// At most [`VERIFIED_MAX`] entries.
     verified: Mutex<HashMap<String, [u8; 32]>>,
-    /// Connections open now (at most `cfg.max_connections`).
-    open: AtomicUsize,
     limits: Mutex<Limits>,
     argon2: Argon2Pool,
 }
@@ -274,7 +271,6 @@ impl Gateway {
             cfg,
             directory,
             verified: Mutex::new(HashMap::new()),
-            open: AtomicUsize::new(0),
             limits: Mutex::new(limits),
             argon2,
         };
@@ -305,7 +301,7 @@ impl Gateway {
             };
             let ctx = self.ctx.clone();
             // Limits before anything is read: over them the socket is just closed.
-            if ctx.open.load(Ordering::Relaxed) >= ctx.cfg.max_connections {
+            if ctx.counters.connections.get() >= ctx.cfg.max_connections as i64 {
                 ctx.counters.refused_max_connections.inc();
                 debug!(%peer, "MQTT connection over mqtt.max_connections closed");
                 continue;
@@ -321,12 +317,12 @@ impl Gateway {
                 debug!(%peer, "MQTT connection over the address's rate closed");
                 continue;
             }
-            ctx.open.fetch_add(1, Ordering::Relaxed);
+            // Counted here, not in the task: the next accept sees it at once.
+            ctx.counters.connections.add(1);
             let _ = stream.set_nodelay(true);
             let stop = shutdown.clone();
             tokio::spawn(
                 async move {
-                    ctx.counters.connections.add(1);
                     tokio::select! {
                         biased;
                         _ = stop.cancelled() => {}
@@ -337,7 +333,6 @@ impl Gateway {
                         }
                     }
                     ctx.counters.connections.add(-1);
-                    ctx.open.fetch_sub(1, Ordering::Relaxed);
                 }
                 .instrument(info_span!("mqtt", %peer)),
             );
@@ -461,7 +456,7 @@ fn rewrite_publish(frame: &[u8], view: &PublishView<'_>, topic: &str, out: &mut 
 }
 
 fn ack_for(qos: u8, pkid: u16) -> Option<Bytes> {
-    (qos == 1).then(|| Bytes::from(vec![0x40, 0x02, (pkid >> 8) as u8, pkid as u8]))
+    (qos == 1).then(|| Bytes::copy_from_slice(&crate::ack::puback(pkid)))
 }
 
 /// (packet id, filters) of a SUBSCRIBE frame.

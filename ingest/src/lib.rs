@@ -51,8 +51,7 @@ pub struct DeviceCredentials {
 }
 
 /// What [`DeviceDirectory::credentials`] returns.
-pub type CredentialsFuture<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Option<DeviceCredentials>> + Send + 'a>>;
+pub type CredentialsFuture<'a> = futures::future::BoxFuture<'a, Option<DeviceCredentials>>;
 
 /// Looks up devices by id; implemented by the hub's device registry. Asynchronous: a device
 /// missing from memory may have been registered through another hub, so the lookup may ask the

@@ -138,10 +138,9 @@ pub fn parse(payload: &[u8], now: UnixMs, window: TsWindow) -> Result<Telemetry,
     }
     let wire: Wire =
         serde_json::from_value(value).map_err(|e| PayloadError::Json(e.to_string()))?;
-    let device_clock = !matches!(wire.ts, None | Some(serde_json::Value::Null));
-    let ts = match wire.ts {
-        None | Some(serde_json::Value::Null) => now,
-        Some(serde_json::Value::Number(n)) => n.as_i64().ok_or(PayloadError::BadTimestamp)?,
+    let (ts, device_clock) = match wire.ts {
+        None | Some(serde_json::Value::Null) => (now, false),
+        Some(serde_json::Value::Number(n)) => (n.as_i64().ok_or(PayloadError::BadTimestamp)?, true),
         Some(_) => return Err(PayloadError::BadTimestamp),
     };
     if !window.contains(ts, now) {

@@ -46,6 +46,8 @@ pub struct AppState {
     /// External mode with Mosquitto's dynamic security: keeps devices' broker accounts in step
     /// with registrations and removals. None otherwise.
     pub provisioner: Option<Arc<dyn ingest::dynsec::Provisioner>>,
+    /// The OpenAPI document's bytes, made once (`openapi::serve`).
+    pub openapi: Arc<std::sync::OnceLock<bytes::Bytes>>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -6,7 +6,6 @@
 //! schemathesis pass of `scripts/test` checks every response against them. The router records
 //! its routes through [`Routes`] and a test checks them against [`ROUTES`] and the document.
 
-use axum::Json;
 use axum::extract::State;
 use axum::handler::Handler;
 use axum::routing::MethodRouter;
@@ -75,11 +74,16 @@ impl Routes {
     }
 }
 
-/// `GET /api/v1/openapi.json`.
-pub(super) async fn serve(State(s): State<AppState>) -> Json<Value> {
-    let sites: Vec<String> = s.registry.sites.keys().cloned().collect();
-    let kinds: Vec<String> = s.registry.kinds.keys().cloned().collect();
-    Json(document(&sites, &kinds))
+/// `GET /api/v1/openapi.json`: built on the first request (sites and device kinds are fixed
+/// at start), then served as those bytes.
+pub(super) async fn serve(State(s): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body = s.openapi.get_or_init(|| {
+        let sites: Vec<String> = s.registry.sites.keys().cloned().collect();
+        let kinds: Vec<String> = s.registry.kinds.keys().cloned().collect();
+        serde_json::to_vec(&document(&sites, &kinds)).unwrap_or_default().into()
+    });
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], body.clone()).into_response()
 }
 
 /// Time query parameters: unix milliseconds or RFC 3339 (`parse_time`).

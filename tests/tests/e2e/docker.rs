@@ -3,15 +3,10 @@
 //! package the hub's GStreamer pipelines need. File checks only: no Docker daemon is needed.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::process::Command;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
-}
-
 fn read(rel: &str) -> String {
-    let p = root().join(rel);
+    let p = tests::project_root().join(rel);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -122,7 +117,7 @@ fn the_runtime_list_has_every_package_the_video_path_needs() {
 fn every_element_the_pipelines_name_is_accounted_for() {
     let known: BTreeSet<&str> = ELEMENTS.iter().map(|(e, _)| *e).collect();
     let mut used = BTreeSet::new();
-    let dir = root().join("ingest/src");
+    let dir = tests::project_root().join("ingest/src");
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|e| e != "rs") {

@@ -160,25 +160,25 @@ async fn sigkill_loses_no_acknowledged_reading() -> anyhow::Result<()> {
     let base = format!("http://127.0.0.1:{http_port}");
     let addr = format!("127.0.0.1:{mqtt_port}");
     let http = reqwest::Client::new();
-    let ts0 = 1_700_000_000_000i64.max(chrono_now() - 3_600_000);
+    let ts0 = chrono_now() - 3_600_000;
 
     let mut hub = start_hub(&cfg_path, &dir.join("hub-1.log"))?;
     wait_for(Duration::from_secs(60), "the hub to answer /healthz", || healthy(&http, &base))
         .await?;
     let mut dev = RawDevice::connect(&addr, "k9").await?;
-    let mut killed_at = None;
+    let mut killed = false;
     for i in 0..N {
         if dev.send("k9", i, ts0).await.is_err() {
             break; // the hub is gone
         }
-        if killed_at.is_none() && dev.acked().len() >= 200 {
+        if !killed && dev.acked().len() >= 200 {
             // Mid-stream: some readings acknowledged, many in flight.
             hub.0.kill()?;
             let _ = hub.0.wait();
-            killed_at = Some(i);
+            killed = true;
         }
     }
-    if killed_at.is_none() {
+    if !killed {
         // Everything was written before 200 were acknowledged: kill at the 200th.
         wait_for(Duration::from_secs(30), "200 acknowledged", || async {
             Ok((dev.acked().len() >= 200).then_some(()))
@@ -292,7 +292,8 @@ async fn database_outage_loses_nothing(pg: bool) -> anyhow::Result<()> {
     mo.set_inflight(100);
     let (client, mut el) = rumqttc::AsyncClient::new(mo, 256);
     let acks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let a = acks.clone();
+    let dropped: Arc<Mutex<Option<String>>> = Arc::default();
+    let (a, d) = (acks.clone(), dropped.clone());
     let poller = tokio::spawn(async move {
         loop {
             match el.poll().await {
@@ -301,11 +302,21 @@ async fn database_outage_loses_nothing(pg: bool) -> anyhow::Result<()> {
                 }
                 Ok(_) => {}
                 // The device's connection never drops in this test (only the database goes
-                // away): an error ends the poller, and the ack count waits below time out.
-                Err(_) => return,
+                // away): an error ends the poller, and the waits below report it.
+                Err(e) => {
+                    *d.lock().unwrap() = Some(e.to_string());
+                    return;
+                }
             }
         }
     });
+    // PUBACKs received so far, or the connection's error.
+    let acked = || {
+        if let Some(e) = dropped.lock().unwrap().clone() {
+            anyhow::bail!("the device's MQTT connection dropped: {e}");
+        }
+        Ok(acks.load(std::sync::atomic::Ordering::SeqCst))
+    };
     let topic = "sites/s1/devices/out-1/telemetry";
     let ts0 = chrono_now() - 600_000;
     let publish = |i: i64, t: f64| {
@@ -317,7 +328,7 @@ async fn database_outage_loses_nothing(pg: bool) -> anyhow::Result<()> {
     };
     publish(0, 4.0).await?;
     wait_for(Duration::from_secs(10), "the first reading acknowledged", || async {
-        Ok((acks.load(std::sync::atomic::Ordering::SeqCst) == 1).then_some(()))
+        Ok((acked()? == 1).then_some(()))
     })
     .await?;
 
@@ -343,11 +354,11 @@ async fn database_outage_loses_nothing(pg: bool) -> anyhow::Result<()> {
     assert!(status == 200 || status == 503, "findings during the outage: {status} {body}");
     assert!(took < Duration::from_secs(5), "findings took {took:?}");
     // Nothing acknowledged while nothing can be stored.
-    assert_eq!(acks.load(std::sync::atomic::Ordering::SeqCst), 1, "acknowledged before stored");
+    assert_eq!(acked()?, 1, "acknowledged before stored");
 
     outage.end().await?;
     wait_for(Duration::from_secs(60), "every reading acknowledged after the outage", || async {
-        Ok((acks.load(std::sync::atomic::Ordering::SeqCst) == 21).then_some(()))
+        Ok((acked()? == 21).then_some(()))
     })
     .await?;
     wait_for(Duration::from_secs(30), "/healthz green again", || async {

@@ -1,15 +1,10 @@
 //! The crate dependency direction stays as ARCHITECTURE.md draws it.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
-/// The repository root: each crate is a folder at the top level (the design card's layout).
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
-}
-
+/// A crate's manifest: each crate is a folder at the top level (the design card's layout).
 fn manifest(krate: &str) -> toml::Table {
-    let path = root().join(krate).join("Cargo.toml");
+    let path = tests::project_root().join(krate).join("Cargo.toml");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e} (each crate lives at the top level)", path.display()));
     text.parse().unwrap()
@@ -66,10 +61,13 @@ fn layers_do_not_know_each_others_transports() {
 #[test]
 fn the_top_level_is_the_design_cards() {
     for dir in ["ingest", "inference", "hub", "devices", "config", "tests", "docker"] {
-        assert!(root().join(dir).is_dir(), "{dir}/ missing at the top level");
+        assert!(tests::project_root().join(dir).is_dir(), "{dir}/ missing at the top level");
     }
-    assert!(root().join("Cargo.toml").is_file());
-    assert!(!root().join("crates").exists(), "crates/ is gone: crates live at the top level");
+    assert!(tests::project_root().join("Cargo.toml").is_file());
+    assert!(
+        !tests::project_root().join("crates").exists(),
+        "crates/ is gone: crates live at the top level"
+    );
 }
 
 /// The production binary does not link the simulators: `devices` is an optional dependency
