@@ -217,12 +217,15 @@ pub struct SimCamera {
     /// The first mount's path.
     pub path: String,
     faults: HashMap<String, Arc<Faults>>,
-    server: rtsp::RTSPServer,
+    /// Held so the server lives as long as the camera.
+    _server: rtsp::RTSPServer,
     context: gst::glib::MainContext,
     main_loop: gst::glib::MainLoop,
     source: Option<gst::glib::SourceId>,
     thread: Option<std::thread::JoinHandle<()>>,
     stopped: Arc<AtomicBool>,
+    /// The clients' sockets, to shut down at [`SimCamera::stop`].
+    sockets: Arc<std::sync::Mutex<Vec<KeptSocket>>>,
 }
 
 impl SimCamera {
@@ -272,6 +275,20 @@ impl SimCamera {
             points.add_factory(&format!("/{path}"), factory);
         }
         let path = first;
+        // Each client's socket is kept (weakly) so that `stop` can shut it down: the client's
+        // own thread then reads end-of-stream and closes the client itself. Closing clients
+        // from another thread (`client_filter` → `gst_rtsp_client_close`) races with their
+        // watch, which then polls a closed stream forever (a spinning thread and endless
+        // `g_pollable_input_stream_read_nonblocking` criticals).
+        let sockets: Arc<std::sync::Mutex<Vec<KeptSocket>>> = Arc::default();
+        let kept = sockets.clone();
+        server.connect_client_connected(move |_, client| {
+            if let Some(socket) = client_socket(client) {
+                let mut all = kept.lock().unwrap_or_else(|e| e.into_inner());
+                all.retain(|k| !k.0.is_closed());
+                all.push(KeptSocket(socket));
+            }
+        });
         let source = server.attach(Some(&context))?;
         let bound = u16::try_from(server.bound_port()).map_err(|_| anyhow!("not bound"))?;
         let (ml, ctx) = (main_loop.clone(), context.clone());
@@ -284,12 +301,13 @@ impl SimCamera {
             port: bound,
             path: path.to_owned(),
             faults,
-            server,
+            _server: server,
             context,
             main_loop,
             source: Some(source),
             thread: Some(thread),
             stopped,
+            sockets,
         })
     }
 
@@ -323,7 +341,11 @@ impl SimCamera {
 
     fn shutdown(&mut self) {
         self.stopped.store(true, Ordering::SeqCst);
-        self.server.client_filter(Some(&mut |_, _| rtsp::RTSPFilterResult::Remove));
+        let sockets = std::mem::take(&mut *self.sockets.lock().unwrap_or_else(|e| e.into_inner()));
+        for k in &sockets {
+            // Already closed by the client: an error, nothing to do.
+            let _ = k.0.shutdown(true, true);
+        }
         // The listener's source lives in this camera's own context (not the default one that
         // `SourceId::remove` looks in).
         if let Some(id) = self.source.take()
@@ -343,6 +365,32 @@ impl Drop for SimCamera {
         if self.thread.is_some() {
             self.shutdown();
         }
+    }
+}
+
+/// A client's socket, kept to shut it down from the thread that stops the camera.
+struct KeptSocket(rtsp::gio::Socket);
+
+// SAFETY: only `is_closed` and `shutdown` are called on it, from any thread: GSocket checks its
+// closed flag and calls shutdown(2) on its descriptor, which the kernel serialises; the
+// object itself is reference-counted atomically.
+unsafe impl Send for KeptSocket {}
+
+/// The socket of a client's connection (the bindings do not expose `gst_rtsp_client_get_connection`).
+fn client_socket(client: &rtsp::RTSPClient) -> Option<rtsp::gio::Socket> {
+    use gst::glib::translate::{FromGlibPtrNone, ToGlibPtr};
+    // SAFETY: both calls return borrowed pointers (transfer none) that live as long as the
+    // client, which the signal's caller holds; `from_glib_none` takes its own reference.
+    unsafe {
+        let conn = rtsp::ffi::gst_rtsp_client_get_connection(client.to_glib_none().0);
+        if conn.is_null() {
+            return None;
+        }
+        let socket = rtsp::gst_rtsp::ffi::gst_rtsp_connection_get_read_socket(conn);
+        if socket.is_null() {
+            return None;
+        }
+        Some(rtsp::gio::Socket::from_glib_none(socket.cast()))
     }
 }
 
