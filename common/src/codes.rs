@@ -19,7 +19,9 @@ pub enum CodeError {
     Length { expected: usize, got: usize },
     #[error("character {position} ({ch:?}) is not allowed: {allowed}")]
     Char { position: usize, ch: char, allowed: &'static str },
-    #[error("check character is {got:?} but the first 17 characters require {expected:?}")]
+    #[error(
+        "character 18 (the check character) is {got:?} but the first 17 characters require {expected:?}"
+    )]
     Check { expected: char, got: char },
 }
 
@@ -55,6 +57,19 @@ impl Uscc {
             });
         }
         Ok(Self(s.to_owned()))
+    }
+
+    /// The code made of these 17 characters and their check character.
+    pub fn with_check_char(first17: &str) -> Result<Self, CodeError> {
+        if first17.len() != 17 {
+            return Err(CodeError::Length { expected: 17, got: first17.chars().count() });
+        }
+        // Any valid 18th character makes `new` report the one required.
+        match Self::new(&format!("{first17}0")) {
+            Ok(u) => Ok(u),
+            Err(CodeError::Check { expected, .. }) => Self::new(&format!("{first17}{expected}")),
+            Err(e) => Err(e),
+        }
     }
 
     pub fn as_str(&self) -> &str {

@@ -10,6 +10,12 @@ pub enum ErrorKind {
     Conflict,
     Unauthenticated,
     PermissionDenied,
+    /// Too many attempts (failed logins): wait and retry.
+    TooManyRequests,
+    /// The request is larger than allowed.
+    TooLarge,
+    /// The request's body is not of a type the operation takes.
+    UnsupportedMediaType,
     /// A dependency (database, broker, model) is not reachable right now; retrying may help.
     Unavailable,
     Internal,

@@ -4,7 +4,9 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The industry a site belongs to; departments receive records by industry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Industry {
     Transport,

@@ -28,6 +28,9 @@ pub mod env {
     pub const HTTP_LISTEN: &str = "HUB_HTTP_LISTEN";
     /// Log filter, `tracing_subscriber::EnvFilter` syntax (e.g. `info,hub=debug`).
     pub const LOG: &str = "HUB_LOG";
+    /// The password of the first admin, created at the first start with no users (a random
+    /// one is printed once otherwise).
+    pub const ADMIN_PASSWORD: &str = "HUB_ADMIN_PASSWORD";
 }
 
 /// One problem found in a configuration.

@@ -60,11 +60,51 @@ impl Default for Config {
 pub struct Http {
     /// Address of the HTTP API and UI. Env `HUB_HTTP_LISTEN` overrides.
     pub listen: String,
+    /// A login session ends after this long without a request.
+    #[serde(with = "humantime_serde")]
+    pub session_idle: Duration,
+    /// A login session ends this long after the login, whatever its use (a duty shift).
+    #[serde(with = "humantime_serde")]
+    pub session_lifetime: Duration,
+    /// Set when a TLS-terminating proxy serves the hub: session cookies then carry `Secure`.
+    pub secure_cookies: bool,
+    /// Failed logins of one username within `login_window` before further attempts of it are
+    /// refused (429) until the window has passed.
+    pub login_failures_per_user: u32,
+    /// The same per client address.
+    pub login_failures_per_address: u32,
+    #[serde(with = "humantime_serde")]
+    pub login_window: Duration,
+    /// Largest request body accepted, in bytes (413 above it).
+    pub max_body_bytes: usize,
+    /// Address ranges (CIDR) that cameras added through the API may point at; a host name
+    /// is resolved and every address must lie within. The hub must not be usable to probe
+    /// other hosts of its network.
+    pub camera_networks: Vec<String>,
 }
 
 impl Default for Http {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into() }
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            session_idle: Duration::from_secs(3600),
+            session_lifetime: Duration::from_secs(12 * 3600),
+            secure_cookies: false,
+            login_failures_per_user: 5,
+            login_failures_per_address: 20,
+            login_window: Duration::from_secs(15 * 60),
+            max_body_bytes: 1 << 20,
+            camera_networks: [
+                "127.0.0.0/8",
+                "::1/128",
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                "fc00::/7",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
     }
 }
 
@@ -225,6 +265,10 @@ pub struct Site {
     pub entity_name: String,
     /// Its unified social credit code (GB 32100), check character verified.
     pub uscc: String,
+    /// The integrator (a hub username with the `integrator` role) who manages the site's
+    /// devices and cameras, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrator: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -260,6 +260,26 @@ impl Config {
         if self.database.max_connections == 0 {
             out.push(problem("database.max_connections", "must be at least 1"));
         }
+        for (i, n) in self.http.camera_networks.iter().enumerate() {
+            if n.parse::<ipnet::IpNet>().is_err() {
+                out.push(problem(
+                    format!("http.camera_networks[{i}]"),
+                    format!("{n:?} is not an address range such as \"10.0.0.0/8\" or \"fc00::/7\""),
+                ));
+            }
+        }
+        for (name, d) in [
+            ("http.session_idle", self.http.session_idle),
+            ("http.session_lifetime", self.http.session_lifetime),
+            ("http.login_window", self.http.login_window),
+        ] {
+            if d.is_zero() {
+                out.push(problem(name, "must be longer than 0 (e.g. \"1h\")"));
+            }
+        }
+        if self.http.max_body_bytes < 1024 {
+            out.push(problem("http.max_body_bytes", "must be at least 1024"));
+        }
         if self.mqtt.mode == MqttMode::External {
             match &self.mqtt.url {
                 None => out.push(problem(

@@ -61,7 +61,8 @@ pub struct Expected {
 const MIN: i64 = 60_000;
 
 impl Scenario {
-    /// Two sites of Xi'an: a food cold store and a freight yard, six devices, six episodes.
+    /// Two sites of Shaanxi: a food cold store in Xi'an and a freight yard in Xianyang, six
+    /// devices, six episodes.
     pub fn demo() -> Self {
         let sites = vec![
             SiteSpec {
@@ -74,10 +75,10 @@ impl Scenario {
             },
             SiteSpec {
                 id: "freightyard-01",
-                name: "Weiyang freight yard",
-                region: "610112",
+                name: "Qindu freight yard",
+                region: "610402",
                 industry: "transport",
-                entity_name: "Shaanxi Weiyang Freight Logistics Co., Ltd.",
+                entity_name: "Shaanxi Qindu Freight Logistics Co., Ltd.",
                 uscc: "9144030071526726XG",
             },
         ];

@@ -101,6 +101,21 @@ impl Hub {
         for s in &cfg.sites {
             store.upsert_site(s).await?;
         }
+        // The first start with no users: an admin, its password said once.
+        let admin_password = std::env::var(config::env::ADMIN_PASSWORD).ok();
+        if let Some((user, password)) =
+            crate::accounts::bootstrap_admin(&store, admin_password.clone(), clock.now_ms()).await?
+        {
+            if admin_password.is_some() {
+                info!(user, "created the first admin with the password of HUB_ADMIN_PASSWORD");
+            } else {
+                // Printed once, on stderr, not logged: it is a secret.
+                eprintln!(
+                    "hub: created the first admin: username {user}, password {password} \
+                     (shown once; change it with `hub user passwd {user}`)"
+                );
+            }
+        }
         let now = clock.now_ms();
         for d in &cfg.devices {
             let row = DeviceRow {
@@ -249,8 +264,12 @@ impl Hub {
             }),
         ));
         let (c, w, s) = (ctx.clone(), w_tx.clone(), shutdown.clone());
-        let monitor_cfg =
-            MonitorConfig { tick: opts.monitor_tick, retention: cfg.database.readings_retention };
+        let monitor_cfg = MonitorConfig {
+            tick: opts.monitor_tick,
+            retention: cfg.database.readings_retention,
+            session_idle: cfg.http.session_idle,
+            session_lifetime: cfg.http.session_lifetime,
+        };
         tasks.push((
             "monitor",
             sup.spawn("monitor", Restart::Always, move || {
@@ -339,6 +358,11 @@ impl Hub {
             writer: writer_status,
             provisioner: provisioner.clone(),
             openapi: Arc::default(),
+            auth: Arc::new(crate::auth::Auth::new(&cfg.http, &api::route_table())),
+            camera_networks: Arc::new(
+                cfg.http.camera_networks.iter().filter_map(|n| n.parse().ok()).collect(),
+            ),
+            events: events.clone(),
         };
         let listener =
             tokio::net::TcpListener::bind(&cfg.http.listen).await.map_err(|source| Error::Io {
@@ -352,6 +376,7 @@ impl Hub {
         let router = api::router(state);
         let app = router.clone();
         let serve = async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let r = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { s.cancelled().await })
                 .await;

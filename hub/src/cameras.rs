@@ -662,7 +662,7 @@ impl CameraManager {
         };
         let open = match tokio::time::timeout(
             Duration::from_secs(5),
-            self.shared.store.findings(&filter),
+            self.shared.store.findings(&filter, &crate::auth::Scope::All),
         )
         .await
         {

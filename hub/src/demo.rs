@@ -219,7 +219,135 @@ pub fn credentials(
             )
         })
         .unwrap_or_default();
-    CredentialsFile { mqtt: mqtt.to_string(), http: format!("http://{http}"), devices, example }
+    CredentialsFile {
+        mqtt: mqtt.to_string(),
+        http: format!("http://{http}"),
+        devices,
+        example,
+        users: Vec::new(),
+        admin_token: None,
+    }
+}
+
+/// The demo's departments: (id, name, region, industries, USCC). The duty room is the
+/// province's; the two city departments differ in region and industry.
+const DEPARTMENTS: &[(&str, &str, &str, &[&str], &str)] = &[
+    ("duty-room", "Shaanxi duty room", "610000", &["food", "transport"], "11610000MB1234567X"),
+    (
+        "shaanxi-market",
+        "Shaanxi market regulation",
+        "610000",
+        &["food", "transport"],
+        "11610000MB2345678X",
+    ),
+    ("xian-food", "Xi'an food safety", "610100", &["food"], "11610100MB3456789X"),
+    ("xianyang-transport", "Xianyang transport", "610400", &["transport"], "11610400MB4567890X"),
+];
+
+/// The demo's people: (username, role, department).
+const USERS: &[(&str, &str, &str)] = &[
+    ("operator", "duty_operator", "duty-room"),
+    ("province", "department", "shaanxi-market"),
+    ("xian", "department", "xian-food"),
+    ("xianyang", "department", "xianyang-transport"),
+];
+
+fn cli_audit(action: &str, target: String) -> crate::store::AuditEntry {
+    crate::store::AuditEntry {
+        actor: "hub:demo".into(),
+        address: "-".into(),
+        action: action.into(),
+        target,
+        before: None,
+        after: None,
+    }
+}
+
+/// Creates the demo's departments and users (keeping the passwords of an earlier run's
+/// credentials file) and a fresh admin token.
+async fn accounts(
+    store: &crate::store::Store,
+    old: Option<&CredentialsFile>,
+) -> Result<(Vec<devices::credentials::UserCredential>, devices::credentials::TokenCredential), Error>
+{
+    use crate::accounts::{self, NewDepartment, NewToken, NewUser, UserChange};
+    let now = common::Clock::now_ms(&common::SystemClock);
+    for (id, name, region, industries, uscc) in DEPARTMENTS {
+        let n = NewDepartment {
+            id: (*id).into(),
+            name: (*name).into(),
+            region: (*region).into(),
+            industries: industries.iter().map(|i| (*i).to_owned()).collect(),
+            uscc: with_check(uscc),
+        };
+        match accounts::create_department(
+            store,
+            n,
+            cli_audit("department.create", format!("department:{id}")),
+            now,
+        )
+        .await
+        {
+            Ok(_) | Err(Error::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut users = Vec::new();
+    for (username, role, department) in USERS {
+        let password = old
+            .and_then(|o| o.user(username))
+            .map(|u| u.password.clone())
+            .unwrap_or_else(|| crate::auth::secrets::random(12));
+        let n = NewUser {
+            username: (*username).into(),
+            password: password.clone(),
+            roles: vec![(*role).into()],
+            department: Some((*department).into()),
+        };
+        let a = cli_audit("user.create", format!("user:{username}"));
+        match accounts::create_user(store, n, a, now).await {
+            Ok(_) => {}
+            Err(Error::Conflict(_)) => {
+                // Known from an earlier run: the password in the file is made true again.
+                let c = UserChange { password: Some(password.clone()), ..Default::default() };
+                let a = cli_audit("user.password", format!("user:{username}"));
+                accounts::update_user(store, username, c, a, now).await?;
+            }
+            Err(e) => return Err(e),
+        }
+        users.push(devices::credentials::UserCredential {
+            username: (*username).into(),
+            password,
+            role: (*role).into(),
+            department: Some((*department).into()),
+        });
+    }
+    let n = NewToken {
+        name: "demo admin".into(),
+        roles: vec!["admin".into()],
+        department: None,
+        integrator: None,
+        expires_in_days: 30,
+    };
+    let (_, token) = accounts::create_token(
+        store,
+        n,
+        "hub:demo",
+        cli_audit("token.create", "token:demo admin".into()),
+        now,
+    )
+    .await?;
+    let token = devices::credentials::TokenCredential {
+        name: "demo admin".into(),
+        token,
+        role: "admin".into(),
+    };
+    Ok((users, token))
+}
+
+/// A USCC from its first 17 characters and a placeholder: the check character computed.
+fn with_check(s: &str) -> String {
+    common::Uscc::with_check_char(&s[..17]).map_or_else(|_| s.to_owned(), |u| u.as_str().to_owned())
 }
 
 /// Runs the demo until shutdown.
@@ -230,13 +358,18 @@ pub async fn run(opts: DemoOptions, shutdown: Shutdown) -> Result<(), Error> {
     })?;
     let scenario = Scenario::demo();
     let cred_path = opts.data_dir.join(CREDENTIALS_FILE);
+    let old: Option<CredentialsFile> =
+        std::fs::read_to_string(&cred_path).ok().and_then(|t| serde_json::from_str(&t).ok());
     let secrets = secrets(&cred_path, &scenario);
     let (camera_server, camera_toml) = cameras(opts.clips.as_deref())?;
     let cfg = config(&opts, &scenario, &secrets, &camera_toml)?;
     let hub =
         Hub::start(cfg, StartOptions { shutdown: shutdown.clone(), ..Default::default() }).await?;
     let mqtt = hub.mqtt_addr.expect("the demo runs the embedded broker");
-    let creds = credentials(&scenario, &secrets, mqtt, hub.http_addr);
+    let mut creds = credentials(&scenario, &secrets, mqtt, hub.http_addr);
+    let (users, token) = accounts(&hub.store, old.as_ref()).await?;
+    creds.users = users;
+    creds.admin_token = Some(token);
     let json = serde_json::to_string_pretty(&creds).expect("credentials serialize");
     std::fs::write(&cred_path, json).map_err(|source| Error::Io {
         context: format!("writing {}", cred_path.display()),
@@ -244,7 +377,11 @@ pub async fn run(opts: DemoOptions, shutdown: Shutdown) -> Result<(), Error> {
     })?;
     println!();
     println!("Supervision hub demo is running.");
+    let op = creds.user("operator").map(|u| u.password.clone()).unwrap_or_default();
     println!("  Browser / API:  http://{}/api/v1/findings", hub.http_addr);
+    println!(
+        "  Login:          operator / {op}   (duty operator; other users and an admin token in the credentials file)"
+    );
     println!("  Devices:        http://{}/api/v1/devices", hub.http_addr);
     println!("  Cameras:        http://{}/api/v1/cameras", hub.http_addr);
     println!("  MQTT (3.1.1):   {mqtt}");

@@ -26,6 +26,16 @@ pub enum Error {
     Conflict(String),
     #[error("the hub is shutting down")]
     ShuttingDown,
+    #[error("not authenticated: {0}")]
+    Unauthenticated(String),
+    #[error("not allowed: {0}")]
+    PermissionDenied(String),
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after_secs: u64 },
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
 }
 
 impl Error {
@@ -43,6 +53,11 @@ impl Error {
             Error::Ingest(e) => e.kind(),
             Error::Inference(e) => e.kind(),
             Error::ShuttingDown => ErrorKind::Unavailable,
+            Error::Unauthenticated(_) => ErrorKind::Unauthenticated,
+            Error::PermissionDenied(_) => ErrorKind::PermissionDenied,
+            Error::TooManyRequests { .. } => ErrorKind::TooManyRequests,
+            Error::TooLarge(_) => ErrorKind::TooLarge,
+            Error::UnsupportedMediaType(_) => ErrorKind::UnsupportedMediaType,
             Error::Database { .. } | Error::Migration(_) | Error::Io { .. } => ErrorKind::Internal,
         }
     }
@@ -56,6 +71,9 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+        ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -72,8 +90,22 @@ impl IntoResponse for Error {
         } else {
             self.to_string()
         };
+        let retry = match &self {
+            Error::TooManyRequests { retry_after_secs, .. } => Some(*retry_after_secs),
+            _ => None,
+        };
         let body = ErrorBody { error: ErrorDetail { status: status.as_u16(), message } };
-        (status, axum::Json(body)).into_response()
+        let mut r = (status, axum::Json(body)).into_response();
+        if let Some(secs) = retry {
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"hub\""),
+            );
+        }
+        r
     }
 }
 

@@ -4,8 +4,10 @@
 //! The hub knows nothing of GStreamer or RTSP; sources hand it messages, `inference` hands it
 //! hits.
 
+pub mod accounts;
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod broker_accounts;
 pub mod cameras;
 #[cfg(feature = "sim")]

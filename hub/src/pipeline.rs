@@ -653,6 +653,9 @@ fn merge(batch: &mut Batch, more: Batch) {
 pub struct MonitorConfig {
     pub tick: Duration,
     pub retention: Duration,
+    /// Login sessions past these are deleted (they are refused on use already).
+    pub session_idle: Duration,
+    pub session_lifetime: Duration,
 }
 
 /// Marks silent devices offline, flushes last-seen times, applies readings retention.
@@ -724,6 +727,11 @@ pub async fn run_monitor(
             }
             if deleted > 0 {
                 info!(deleted, "readings retention applied");
+            }
+            let idle = now - cfg.session_idle.as_millis() as i64;
+            let created = now - cfg.session_lifetime.as_millis() as i64;
+            if let Err(e) = ctx.store.expire_sessions(idle, created).await {
+                warn!(error = %e, "deleting expired sessions failed; will retry");
             }
         }
     }

@@ -192,6 +192,33 @@ impl Registry {
         v
     }
 
+    /// Whether the site exists and lies within `scope` (sites not configured are outside
+    /// every scope but the admins').
+    pub fn site_in_scope(&self, site: &str, scope: &crate::auth::Scope) -> bool {
+        match self.sites.get(site) {
+            Some(s) => scope.admits(crate::auth::SiteFacts::of(s)),
+            None => scope.is_all(),
+        }
+    }
+
+    /// The sites within `scope`.
+    pub fn sites_in(&self, scope: &crate::auth::Scope) -> Vec<&Site> {
+        self.sites.values().filter(|s| scope.admits(crate::auth::SiteFacts::of(s))).collect()
+    }
+
+    /// The devices within `scope`, sorted by id.
+    pub fn devices_in(&self, scope: &crate::auth::Scope) -> Vec<Arc<Device>> {
+        let mut v = self.all();
+        v.retain(|d| self.site_in_scope(d.site.as_str(), scope));
+        v
+    }
+
+    /// A device within `scope`; `None` when it does not exist or lies outside (the same
+    /// answer).
+    pub fn device_in(&self, id: &str, scope: &crate::auth::Scope) -> Option<Arc<Device>> {
+        self.get(id).filter(|d| self.site_in_scope(d.site.as_str(), scope))
+    }
+
     pub fn online_count(&self) -> i64 {
         let devices = self.devices.read().unwrap_or_else(|e| e.into_inner());
         devices.values().filter(|d| d.is_online()).count() as i64

@@ -152,8 +152,47 @@ pub fn scratch_dir(tag: &str) -> PathBuf {
 pub struct TestHub {
     pub hub: Hub,
     pub base: String,
+    /// A client sending an admin API token with every request.
     pub http: reqwest::Client,
+    /// That token.
+    pub admin_token: String,
     pub dir: PathBuf,
+}
+
+/// A reqwest client that sends `token` with every request.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("a token is a header value"),
+    );
+    reqwest::Client::builder().default_headers(h).build().expect("reqwest client")
+}
+
+/// Creates an API token on a hub's database directly (as `hub token create` does).
+pub async fn create_token(
+    store: &hub::store::Store,
+    roles: &[&str],
+    department: Option<&str>,
+    integrator: Option<&str>,
+) -> anyhow::Result<String> {
+    let n = hub::accounts::NewToken {
+        name: format!("test {}", roles.join("+")),
+        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        department: department.map(str::to_owned),
+        integrator: integrator.map(str::to_owned),
+        expires_in_days: 30,
+    };
+    let audit = hub::store::AuditEntry {
+        actor: "test".into(),
+        address: "-".into(),
+        action: "token.create".into(),
+        target: "token:test".into(),
+        before: None,
+        after: None,
+    };
+    let now = common::Clock::now_ms(&common::SystemClock);
+    Ok(hub::accounts::create_token(store, n, "test", audit, now).await?.1)
 }
 
 impl TestHub {
@@ -166,7 +205,8 @@ impl TestHub {
         cfg.mqtt.listen = "127.0.0.1:0".into();
         let hub = Hub::start(cfg, opts).await?;
         let base = format!("http://{}", hub.http_addr);
-        Ok(Self { hub, base, http: reqwest::Client::new(), dir })
+        let admin_token = create_token(&hub.store, &["admin"], None, None).await?;
+        Ok(Self { hub, base, http: client_with_token(&admin_token), admin_token, dir })
     }
 
     pub fn mqtt_addr(&self) -> String {

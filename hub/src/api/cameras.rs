@@ -7,10 +7,16 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{AppState, rfc3339};
+use super::{AppState, body_error, rfc3339};
+use crate::auth::{Caller, Scope};
 use crate::cameras::CameraView;
 use crate::error::Error;
-use crate::store::CameraRow;
+use crate::store::{CameraRow, Store};
+
+/// Caps on what one camera may carry (400 above them).
+const MAX_ZONES: usize = 32;
+const MAX_POLYGON_POINTS: usize = 64;
+const MAX_RULES: usize = 64;
 
 fn camera_json(c: &CameraView) -> Value {
     let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
@@ -21,17 +27,88 @@ fn camera_json(c: &CameraView) -> Value {
     v
 }
 
-pub(super) async fn list(State(s): State<AppState>) -> Json<Value> {
-    let items: Vec<Value> = s.cameras.list().iter().map(camera_json).collect();
+/// A camera within `scope` (of a site within it); `None` when it does not exist or lies
+/// outside (the same answer: 404).
+fn camera_in(s: &AppState, id: &str, scope: &Scope) -> Option<CameraView> {
+    s.cameras.get(id).filter(|c| s.registry.site_in_scope(c.spec.site.as_str(), scope))
+}
+
+fn not_found(id: &str) -> Error {
+    Error::NotFound(format!("camera {id:?}"))
+}
+
+pub(super) async fn list(State(s): State<AppState>, caller: Caller) -> Json<Value> {
+    let scope = caller.scope();
+    let items: Vec<Value> = s
+        .cameras
+        .list()
+        .iter()
+        .filter(|c| s.registry.site_in_scope(c.spec.site.as_str(), &scope))
+        .map(camera_json)
+        .collect();
     Json(json!({ "items": items }))
 }
 
 pub(super) async fn get_one(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Error> {
-    let c = s.cameras.get(&id).ok_or_else(|| Error::NotFound(format!("camera {id:?}")))?;
+    let c = camera_in(&s, &id, &caller.scope()).ok_or_else(|| not_found(&id))?;
     Ok(Json(camera_json(&c)))
+}
+
+/// Where an API camera may point: `rtsp://` or `rtsps://`, at an address (or a host name
+/// whose every address) within `http.camera_networks`.
+async fn check_url(s: &AppState, raw: &str) -> Result<(), Error> {
+    let bad = |why: String| Error::InvalidArgument(format!("camera.url: {why}"));
+    let u = url::Url::parse(raw).map_err(|e| bad(format!("not a URL ({e})")))?;
+    if !matches!(u.scheme(), "rtsp" | "rtsps") {
+        return Err(bad(format!("scheme {:?}: only rtsp:// and rtsps:// cameras", u.scheme())));
+    }
+    let port = u.port().unwrap_or(if u.scheme() == "rtsps" { 322 } else { 554 });
+    let addrs: Vec<std::net::IpAddr> = match u.host() {
+        Some(url::Host::Ipv4(a)) => vec![a.into()],
+        Some(url::Host::Ipv6(a)) => vec![a.into()],
+        Some(url::Host::Domain(d)) => tokio::net::lookup_host((d, port))
+            .await
+            .map_err(|e| bad(format!("host {d:?} does not resolve ({e})")))?
+            .map(|a| a.ip())
+            .collect(),
+        None => return Err(bad("no host".into())),
+    };
+    if addrs.is_empty() {
+        return Err(bad("the host has no address".into()));
+    }
+    if let Some(a) = addrs.iter().find(|a| !s.camera_networks.iter().any(|n| n.contains(*a))) {
+        let nets: Vec<String> = s.camera_networks.iter().map(|n| n.to_string()).collect();
+        return Err(bad(format!(
+            "address {a} is outside the networks cameras may be on ({}); see \
+             http.camera_networks",
+            nets.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// The caps on zones, polygon points and rules.
+fn check_sizes(c: &config::Camera) -> Result<(), Error> {
+    let mut problems = Vec::new();
+    if c.zones.len() > MAX_ZONES {
+        problems.push(format!("camera.zones: {} zones, at most {MAX_ZONES}", c.zones.len()));
+    }
+    for (i, z) in c.zones.iter().enumerate() {
+        if z.polygon.len() > MAX_POLYGON_POINTS {
+            problems.push(format!(
+                "camera.zones[{i}].polygon: {} points, at most {MAX_POLYGON_POINTS}",
+                z.polygon.len()
+            ));
+        }
+    }
+    if c.rules.len() > MAX_RULES {
+        problems.push(format!("camera.rules: {} rules, at most {MAX_RULES}", c.rules.len()));
+    }
+    if problems.is_empty() { Ok(()) } else { Err(Error::InvalidArgument(problems.join("; "))) }
 }
 
 fn parse_camera(v: Value) -> Result<config::Camera, Error> {
@@ -42,7 +119,16 @@ fn parse_camera(v: Value) -> Result<config::Camera, Error> {
     })
 }
 
-fn check(s: &AppState, c: &config::Camera) -> Result<(), Error> {
+/// Everything an API camera must satisfy; `scope`: the caller's (its site must lie within).
+async fn check(s: &AppState, c: &config::Camera, scope: &Scope) -> Result<(), Error> {
+    if !s.registry.site_in_scope(c.site.as_str(), scope) {
+        let yours: Vec<&str> = s.registry.sites_in(scope).iter().map(|x| x.id.as_str()).collect();
+        return Err(Error::InvalidArgument(format!(
+            "camera.site {:?} is not a site you may manage; yours: {yours:?}",
+            c.site.as_str()
+        )));
+    }
+    check_sizes(c)?;
     if c.url.contains(":***@") {
         return Err(Error::InvalidArgument(
             "camera.url holds the redacted password (***) of an API response; send the real \
@@ -51,25 +137,56 @@ fn check(s: &AppState, c: &config::Camera) -> Result<(), Error> {
         ));
     }
     let problems = s.cameras.check(c, "camera");
-    if problems.is_empty() { Ok(()) } else { Err(Error::InvalidArgument(problems.join("; "))) }
+    if !problems.is_empty() {
+        return Err(Error::InvalidArgument(problems.join("; ")));
+    }
+    check_url(s, &c.url).await
 }
 
-async fn save(s: &AppState, c: &config::Camera, created_at: i64, new: bool) -> Result<bool, Error> {
-    let row = CameraRow::of(c, "api", created_at, s.clock.now_ms());
-    s.store.upsert_camera(&row, !new).await
+/// A camera's fields for the audit log (the URL's password redacted).
+fn audit_view(c: &config::Camera) -> Value {
+    let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
+    if let Ok(mut u) = url::Url::parse(&c.url)
+        && u.password().is_some()
+    {
+        let _ = u.set_password(Some("***"));
+        v["url"] = json!(u.to_string());
+    }
+    v
+}
+
+/// Saves the camera with its audit row; false when `new` and the id exists.
+async fn save(
+    s: &AppState,
+    caller: &Caller,
+    c: &config::Camera,
+    created_at: i64,
+    before: Option<&config::Camera>,
+) -> Result<bool, Error> {
+    let now = s.clock.now_ms();
+    let row = CameraRow::of(c, "api", created_at, now);
+    let action = if before.is_some() { "camera.update" } else { "camera.create" };
+    let mut audit = caller.audit(action, format!("camera:{}", c.id));
+    audit.before = before.map(audit_view);
+    audit.after = Some(audit_view(c));
+    let stmt = Store::save_camera(&row, before.is_some());
+    Ok(s.store.apply_if(&[stmt], &audit, now).await?.is_some())
 }
 
 pub(super) async fn create(
     State(s): State<AppState>,
+    caller: Caller,
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), Error> {
-    let Json(v) =
-        body.map_err(|e| Error::InvalidArgument(format!("request body: {}", e.body_text())))?;
+    let Json(v) = body.map_err(body_error)?;
     let c = parse_camera(v)?;
-    check(&s, &c)?;
     let id = c.id.to_string();
+    if s.cameras.get(&id).is_some() {
+        return Err(Error::Conflict(format!("camera {id:?} already exists")));
+    }
+    check(&s, &c, &caller.scope()).await?;
     let now = s.clock.now_ms();
-    if s.cameras.get(&id).is_some() || !save(&s, &c, now, true).await? {
+    if !save(&s, &caller, &c, now, None).await? {
         return Err(Error::Conflict(format!("camera {id:?} already exists")));
     }
     s.cameras.put(c, "api", now);
@@ -87,13 +204,14 @@ fn config_owned(id: &str) -> Error {
 /// JSON merge patch (RFC 7396) of the camera's fields; `id` cannot change.
 pub(super) async fn update(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, Error> {
-    let Json(patch) =
-        body.map_err(|e| Error::InvalidArgument(format!("request body: {}", e.body_text())))?;
-    let (spec, source, created_at) =
-        s.cameras.spec(&id).ok_or_else(|| Error::NotFound(format!("camera {id:?}")))?;
+    let Json(patch) = body.map_err(body_error)?;
+    let scope = caller.scope();
+    camera_in(&s, &id, &scope).ok_or_else(|| not_found(&id))?;
+    let (spec, source, created_at) = s.cameras.spec(&id).ok_or_else(|| not_found(&id))?;
     if source == "config" {
         return Err(config_owned(&id));
     }
@@ -106,8 +224,8 @@ pub(super) async fn update(
     let mut v = serde_json::to_value(&spec).unwrap_or(Value::Null);
     merge(&mut v, patch);
     let c = parse_camera(v)?;
-    check(&s, &c)?;
-    save(&s, &c, created_at, false).await?;
+    check(&s, &c, &scope).await?;
+    save(&s, &caller, &c, created_at, Some(&spec)).await?;
     s.cameras.put(c, "api", created_at);
     let view = s.cameras.get(&id).ok_or_else(|| Error::NotFound(format!("camera {id:?}")))?;
     Ok(Json(camera_json(&view)))
@@ -130,25 +248,27 @@ fn merge(target: &mut Value, patch: Value) {
 
 pub(super) async fn delete(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Error> {
-    let (_, source, _) =
-        s.cameras.spec(&id).ok_or_else(|| Error::NotFound(format!("camera {id:?}")))?;
+    camera_in(&s, &id, &caller.scope()).ok_or_else(|| not_found(&id))?;
+    let (spec, source, _) = s.cameras.spec(&id).ok_or_else(|| not_found(&id))?;
     if source == "config" {
         return Err(config_owned(&id));
     }
-    s.store.delete_camera(&id).await?;
+    let mut audit = caller.audit("camera.delete", format!("camera:{id}"));
+    audit.before = Some(audit_view(&spec));
+    s.store.apply(&[Store::remove_camera(&id)], &audit, s.clock.now_ms()).await?;
     s.cameras.remove(&id);
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(super) async fn snapshot(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    if s.cameras.get(&id).is_none() {
-        return Err(Error::NotFound(format!("camera {id:?}")));
-    }
+    camera_in(&s, &id, &caller.scope()).ok_or_else(|| not_found(&id))?;
     let cams = s.cameras.clone();
     let jpeg = tokio::task::spawn_blocking(move || cams.snapshot(&id))
         .await
@@ -162,7 +282,10 @@ pub(super) async fn snapshot(
 }
 
 /// Re-reads the configuration file and applies its cameras (other sections need a restart).
-pub(super) async fn reload(State(s): State<AppState>) -> Result<Json<Value>, Error> {
+pub(super) async fn reload(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, Error> {
     let path = s.config_path.clone().ok_or_else(|| {
         Error::Conflict("this hub was not started from a configuration file".into())
     })?;
@@ -180,7 +303,11 @@ pub(super) async fn reload(State(s): State<AppState>) -> Result<Json<Value>, Err
         )));
     }
     let (added, changed, removed) = s.cameras.reload(&cfg.cameras).await?;
-    Ok(Json(json!({ "cameras": { "added": added, "changed": changed, "removed": removed } })))
+    let what = json!({ "cameras": { "added": added, "changed": changed, "removed": removed } });
+    let mut audit = caller.audit("config.reload", format!("config:{}", path.display()));
+    audit.after = Some(what.clone());
+    s.store.apply(&[], &audit, s.clock.now_ms()).await?;
+    Ok(Json(what))
 }
 
 #[cfg(test)]

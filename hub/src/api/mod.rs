@@ -1,8 +1,11 @@
 //! The HTTP API (axum). [`router`] builds the whole app; tests drive it with `oneshot` and over a
 //! real socket.
 
+mod admin;
 mod cameras;
+mod events;
 mod openapi;
+mod session;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +26,9 @@ use crate::error::Error;
 use crate::registry::{self, Device, Registry};
 use crate::store::{DeviceRow, Finding, FindingFilter, Store};
 
-pub use openapi::{ROUTES, document as openapi_document};
+pub use openapi::document as openapi_document;
+
+use crate::auth::{self, Access, Caller, Role};
 
 /// What handlers share.
 #[derive(Clone)]
@@ -48,40 +53,98 @@ pub struct AppState {
     pub provisioner: Option<Arc<dyn ingest::dynsec::Provisioner>>,
     /// The OpenAPI document's bytes, made once (`openapi::serve`).
     pub openapi: Arc<std::sync::OnceLock<bytes::Bytes>>,
+    /// Access settings, the login throttle and the routes' rules.
+    pub auth: Arc<auth::Auth>,
+    /// Where cameras added through the API may point.
+    pub camera_networks: Arc<Vec<ipnet::IpNet>>,
+    /// Finding events as they are stored (JSON of `outputs::FindingEvent`), for the live
+    /// stream.
+    pub events: tokio::sync::broadcast::Sender<bytes::Bytes>,
 }
 
 pub fn router(state: AppState) -> Router {
+    let limit = state.auth.max_body_bytes;
     routes()
         .router
+        // One guard for every route: authentication, the route's rule, CSRF, origin.
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
         .fallback(|| async { Error::NotFound("no such endpoint; see /api/v1/openapi.json".into()) })
         .with_state(state)
 }
 
-/// Every route, recorded: a test checks them against the OpenAPI document ([`ROUTES`]).
+/// Every route with its access rule: (method, path, rule), as the router serves them.
+pub fn route_table() -> Vec<(&'static str, &'static str, Access)> {
+    routes().table
+}
+
+use Role::{Department as Dept, DutyOperator as Duty, Integrator as Integ};
+
+/// Findings, evidence and their live stream: the duty room and departments.
+const FINDING_READERS: Access = Access::Roles(&[Duty, Dept]);
+/// Acting on findings: the duty room.
+const OPERATORS: Access = Access::Roles(&[Duty]);
+/// Cameras, devices, readings, sites: everyone within their scope.
+const VIEWERS: Access = Access::Roles(&[Duty, Dept, Integ]);
+/// Registering devices, adding cameras: integrators (of their sites).
+const INTEGRATORS: Access = Access::Roles(&[Integ]);
+/// Departments, users, tokens, the audit log, reloading the configuration.
+const ADMINS: Access = Access::Roles(&[]);
+
+/// Every route, with its access rule: the router, the guard's table, the OpenAPI document and
+/// the route × role test all come from here, so a route cannot exist without a rule.
 fn routes() -> openapi::Routes {
     openapi::Routes::default()
-        .get("/healthz", healthz)
-        .get("/metrics", metrics)
-        .get("/api/v1/openapi.json", openapi::serve)
-        .get("/api/v1/findings", list_findings)
-        .get("/api/v1/findings/{id}", get_finding)
-        .post("/api/v1/findings/{id}/acknowledge", acknowledge)
-        .post("/api/v1/findings/{id}/clear", clear)
-        .get("/api/v1/findings/{id}/evidence", evidence_file)
-        .get("/api/v1/cameras", cameras::list)
-        .post("/api/v1/cameras", cameras::create)
-        .get("/api/v1/cameras/{id}", cameras::get_one)
-        .patch("/api/v1/cameras/{id}", cameras::update)
-        .delete("/api/v1/cameras/{id}", cameras::delete)
-        .get("/api/v1/cameras/{id}/snapshot", cameras::snapshot)
-        .post("/api/v1/config/reload", cameras::reload)
-        .get("/api/v1/devices", list_devices)
-        .post("/api/v1/devices", register_device)
-        .get("/api/v1/devices/{id}", get_device)
-        .delete("/api/v1/devices/{id}", remove_device)
-        .get("/api/v1/devices/{id}/readings", readings)
-        .get("/api/v1/sites", list_sites)
-        .get("/api/v1/models", list_models)
+        .get("/healthz", Access::Public, healthz)
+        .get("/metrics", Access::Public, metrics)
+        .get("/api/v1/openapi.json", Access::Authenticated, openapi::serve)
+        .post("/api/v1/session", Access::Public, session::login)
+        .get("/api/v1/session", Access::Authenticated, session::whoami)
+        .delete("/api/v1/session", Access::Authenticated, session::logout)
+        .post("/api/v1/session/password", Access::Authenticated, session::change_password)
+        .get("/api/v1/findings", FINDING_READERS, list_findings)
+        .get("/api/v1/findings/stream", FINDING_READERS, events::findings)
+        .get("/api/v1/findings/{id}", FINDING_READERS, get_finding)
+        .post("/api/v1/findings/{id}/acknowledge", OPERATORS, acknowledge)
+        .post("/api/v1/findings/{id}/clear", OPERATORS, clear)
+        .get("/api/v1/findings/{id}/evidence", FINDING_READERS, evidence_file)
+        .get("/api/v1/cameras", VIEWERS, cameras::list)
+        .post("/api/v1/cameras", INTEGRATORS, cameras::create)
+        .get("/api/v1/cameras/{id}", VIEWERS, cameras::get_one)
+        .patch("/api/v1/cameras/{id}", INTEGRATORS, cameras::update)
+        .delete("/api/v1/cameras/{id}", INTEGRATORS, cameras::delete)
+        .get("/api/v1/cameras/{id}/snapshot", VIEWERS, cameras::snapshot)
+        .post("/api/v1/config/reload", ADMINS, cameras::reload)
+        .get("/api/v1/devices", VIEWERS, list_devices)
+        .post("/api/v1/devices", INTEGRATORS, register_device)
+        .get("/api/v1/devices/{id}", VIEWERS, get_device)
+        .delete("/api/v1/devices/{id}", INTEGRATORS, remove_device)
+        .get("/api/v1/devices/{id}/readings", VIEWERS, readings)
+        .get("/api/v1/sites", VIEWERS, list_sites)
+        .get("/api/v1/models", VIEWERS, list_models)
+        .get("/api/v1/departments", ADMINS, admin::list_departments)
+        .post("/api/v1/departments", ADMINS, admin::create_department)
+        .get("/api/v1/users", ADMINS, admin::list_users)
+        .post("/api/v1/users", ADMINS, admin::create_user)
+        .patch("/api/v1/users/{id}", ADMINS, admin::update_user)
+        .get("/api/v1/tokens", ADMINS, admin::list_tokens)
+        .post("/api/v1/tokens", ADMINS, admin::create_token)
+        .delete("/api/v1/tokens/{id}", ADMINS, admin::revoke_token)
+        .get("/api/v1/audit", ADMINS, admin::audit)
+}
+
+/// A JSON body's rejection as the API's error: too large 413, not JSON 415, else 400.
+pub(crate) fn body_error(e: axum::extract::rejection::JsonRejection) -> Error {
+    match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            Error::TooLarge(format!("request body: {} (see http.max_body_bytes)", e.body_text()))
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Error::UnsupportedMediaType(format!(
+            "request body: {} (send Content-Type: application/json)",
+            e.body_text()
+        )),
+        _ => Error::InvalidArgument(format!("request body: {}", e.body_text())),
+    }
 }
 
 /// RFC 3339 (UTC, milliseconds) for API output.
@@ -319,6 +382,7 @@ struct FindingQuery {
 
 async fn list_findings(
     State(s): State<AppState>,
+    caller: Caller,
     q: Result<Query<FindingQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, Error> {
     let Query(q) = q.map_err(|e| Error::InvalidArgument(e.body_text()))?;
@@ -341,7 +405,7 @@ async fn list_findings(
         before_id,
         limit: limit + 1,
     };
-    let mut items = s.store.findings(&filter).await?;
+    let mut items = s.store.findings(&filter, &caller.scope()).await?;
     let next = (items.len() as i64 > limit).then(|| {
         items.truncate(limit as usize);
         items.last().map(|f| f.id.to_string())
@@ -360,10 +424,15 @@ fn finding_id(p: Result<Path<i64>, axum::extract::rejection::PathRejection>) -> 
 
 async fn get_finding(
     State(s): State<AppState>,
+    caller: Caller,
     id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<Value>, Error> {
     let id = finding_id(id)?;
-    let f = s.store.finding(id).await?.ok_or(Error::NotFound(format!("finding {id}")))?;
+    let f = s
+        .store
+        .finding(id, &caller.scope())
+        .await?
+        .ok_or(Error::NotFound(format!("finding {id}")))?;
     Ok(Json(findings_json(&s.store, std::slice::from_ref(&f)).await?.remove(0)))
 }
 
@@ -387,12 +456,13 @@ enum EvidenceVariant {
 /// One evidence image of a finding as JPEG.
 async fn evidence_file(
     State(s): State<AppState>,
+    caller: Caller,
     id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
     q: Result<Query<EvidenceQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Error> {
     let Query(q) = q.map_err(|e| Error::InvalidArgument(e.body_text()))?;
     let id = finding_id(id)?;
-    s.store.finding(id).await?.ok_or(Error::NotFound(format!("finding {id}")))?;
+    s.store.finding(id, &caller.scope()).await?.ok_or(Error::NotFound(format!("finding {id}")))?;
     let all = s.store.evidence(&[id]).await?;
     let e = match q.item {
         Some(item) => all.iter().find(|e| e.id == item).ok_or_else(|| {
@@ -426,18 +496,32 @@ async fn evidence_file(
 
 async fn acknowledge(
     State(s): State<AppState>,
+    caller: Caller,
     id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<Value>, Error> {
-    let id = finding_id(id)?;
-    let f = s.store.transition(id, FindingState::Acknowledged, s.clock.now_ms()).await?;
-    Ok(Json(findings_json(&s.store, std::slice::from_ref(&f)).await?.remove(0)))
+    transition(&s, &caller, finding_id(id)?, FindingState::Acknowledged).await
 }
 
 async fn clear(
     State(s): State<AppState>,
+    caller: Caller,
     id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<Value>, Error> {
-    let f = s.store.transition(finding_id(id)?, FindingState::Cleared, s.clock.now_ms()).await?;
+    transition(&s, &caller, finding_id(id)?, FindingState::Cleared).await
+}
+
+async fn transition(
+    s: &AppState,
+    caller: &Caller,
+    id: i64,
+    to: FindingState,
+) -> Result<Json<Value>, Error> {
+    let action = match to {
+        FindingState::Acknowledged => "finding.acknowledge",
+        _ => "finding.clear",
+    };
+    let audit = caller.audit(action, format!("finding:{id}"));
+    let f = s.store.transition(id, to, s.clock.now_ms(), &caller.scope(), &audit).await?;
     Ok(Json(findings_json(&s.store, std::slice::from_ref(&f)).await?.remove(0)))
 }
 
@@ -468,12 +552,13 @@ struct DeviceQuery {
 
 async fn list_devices(
     State(s): State<AppState>,
+    caller: Caller,
     q: Result<Query<DeviceQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, Error> {
     let Query(q) = q.map_err(|e| Error::InvalidArgument(e.body_text()))?;
     let items: Vec<Value> = s
         .registry
-        .all()
+        .devices_in(&caller.scope())
         .iter()
         .filter(|d| q.site.as_ref().is_none_or(|x| d.site.as_str() == x))
         .filter(|d| q.kind.as_ref().is_none_or(|x| &d.kind == x))
@@ -485,9 +570,13 @@ async fn list_devices(
 
 async fn get_device(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Error> {
-    let d = s.registry.get(&id).ok_or(Error::NotFound(format!("device {id:?}")))?;
+    let d = s
+        .registry
+        .device_in(&id, &caller.scope())
+        .ok_or(Error::NotFound(format!("device {id:?}")))?;
     Ok(Json(device_json(&d)))
 }
 
@@ -507,16 +596,17 @@ struct NewDevice {
 
 async fn register_device(
     State(s): State<AppState>,
+    caller: Caller,
     body: Result<Json<NewDevice>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), Error> {
-    let Json(n) =
-        body.map_err(|e| Error::InvalidArgument(format!("request body: {}", e.body_text())))?;
+    let Json(n) = body.map_err(body_error)?;
     let id =
         DeviceId::new(&n.id).map_err(|e| Error::InvalidArgument(format!("id {:?}: {e}", n.id)))?;
-    if !s.registry.sites.contains_key(&n.site_id) {
-        let known: Vec<&String> = s.registry.sites.keys().collect();
+    let scope = caller.scope();
+    if !s.registry.sites.contains_key(&n.site_id) || !s.registry.site_in_scope(&n.site_id, &scope) {
+        let known: Vec<&str> = s.registry.sites_in(&scope).iter().map(|x| x.id.as_str()).collect();
         return Err(Error::InvalidArgument(format!(
-            "site_id {:?} is not a configured site; known: {known:?}",
+            "site_id {:?} is not a site you may manage; yours: {known:?}",
             n.site_id
         )));
     }
@@ -545,7 +635,11 @@ async fn register_device(
         last_seen: None,
         online: false,
     };
-    if s.registry.get(id.as_str()).is_some() || !s.store.upsert_device(&row, false).await? {
+    let mut audit = caller.audit("device.register", format!("device:{id}"));
+    audit.after = Some(json!({"site_id": row.site_id, "kind": row.kind, "name": row.name}));
+    if s.registry.get(id.as_str()).is_some()
+        || s.store.apply_if(&[Store::insert_device(&row)], &audit, row.created_at).await?.is_none()
+    {
         return Err(Error::Conflict(format!("device {:?} already exists", n.id)));
     }
     // The broker account is made here, the only place the plaintext secret exists. When the
@@ -554,7 +648,11 @@ async fn register_device(
     if let Some(p) = &s.provisioner
         && let Err(e) = p.provision(id.as_str(), &n.site_id, &secret).await
     {
-        if let Err(undo) = s.store.delete_device(id.as_str()).await {
+        let mut undo = caller.audit("device.remove", format!("device:{id}"));
+        undo.before = Some(json!({"reason": "the broker refused the account"}));
+        if let Err(undo) =
+            s.store.apply(&[Store::remove_device(id.as_str())], &undo, s.clock.now_ms()).await
+        {
             tracing::error!(device = %id, error = %undo, "undoing a registration the broker refused");
         }
         return Err(e.into());
@@ -573,9 +671,13 @@ async fn register_device(
 /// and findings stay. Devices of the configuration file come back at every start: 409.
 async fn remove_device(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Error> {
-    let d = s.registry.get(&id).ok_or(Error::NotFound(format!("device {id:?}")))?;
+    let d = s
+        .registry
+        .device_in(&id, &caller.scope())
+        .ok_or(Error::NotFound(format!("device {id:?}")))?;
     if d.source == "config" {
         return Err(Error::Conflict(format!(
             "device {id:?} is defined in the configuration file; remove it there and restart"
@@ -584,7 +686,9 @@ async fn remove_device(
     if let Some(p) = &s.provisioner {
         p.remove(&d.id, d.site.as_str()).await?;
     }
-    s.store.delete_device(&d.id).await?;
+    let mut audit = caller.audit("device.remove", format!("device:{}", d.id));
+    audit.before = Some(json!({"site_id": d.site, "kind": d.kind, "name": d.name}));
+    s.store.apply(&[Store::remove_device(&d.id)], &audit, s.clock.now_ms()).await?;
     s.registry.remove(&d.id);
     tracing::info!(device = %d.id, site = %d.site, "device removed");
     Ok(StatusCode::NO_CONTENT)
@@ -609,11 +713,13 @@ struct ReadingQuery {
 
 async fn readings(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     q: Result<Query<ReadingQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, Error> {
     let Query(q) = q.map_err(|e| Error::InvalidArgument(e.body_text()))?;
-    if s.registry.get(&id).is_none() {
+    let scope = caller.scope();
+    if s.registry.device_in(&id, &scope).is_none() {
         return Err(Error::NotFound(format!("device {id:?}")));
     }
     let limit = q.limit.unwrap_or(100);
@@ -631,7 +737,7 @@ async fn readings(
         })?),
     };
     // Newest first; readings that share a timestamp are never split or lost between pages.
-    let (items, next) = s.store.readings_page(&id, since, until, after, limit).await?;
+    let (items, next) = s.store.readings_page(&id, since, until, after, limit, &scope).await?;
     let items: Vec<Value> = items
         .iter()
         .map(|r| json!({"ts": rfc3339(r.ts), "ts_ms": r.ts, "received_at": rfc3339(r.received_at), "values": r.values}))
@@ -639,14 +745,14 @@ async fn readings(
     Ok(Json(json!({ "items": items, "next": next.map(|c| c.to_string()) })))
 }
 
-async fn list_sites(State(s): State<AppState>) -> Json<Value> {
+async fn list_sites(State(s): State<AppState>, caller: Caller) -> Json<Value> {
     let items: Vec<Value> = s
         .registry
-        .sites
-        .values()
+        .sites_in(&caller.scope())
+        .into_iter()
         .map(|x| {
             json!({"id": x.id, "name": x.name, "region": x.region, "industry": x.industry,
-                   "entity_name": x.entity_name, "uscc": x.uscc})
+                   "entity_name": x.entity_name, "uscc": x.uscc, "integrator": x.integrator})
         })
         .collect();
     Json(json!({ "items": items }))

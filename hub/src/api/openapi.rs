@@ -2,9 +2,10 @@
 //!
 //! Request bodies and query parameters are JSON Schemas derived (`schemars`) from the very types
 //! the handlers deserialize, so `deny_unknown_fields`, defaults, ranges and enums cannot drift
-//! from what the handlers accept. Response bodies are described here beside [`ROUTES`]; the
-//! schemathesis pass of `scripts/test` checks every response against them. The router records
-//! its routes through [`Routes`] and a test checks them against [`ROUTES`] and the document.
+//! from what the handlers accept. Response bodies are described here; the schemathesis pass of
+//! `scripts/test` checks every response against them. The router records its routes and their
+//! access rules through [`Routes`]; each operation's security and roles come from that table,
+//! and a test checks that the document covers exactly the routed operations.
 
 use axum::extract::State;
 use axum::handler::Handler;
@@ -14,63 +15,68 @@ use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::{JsonSchema, Schema, json_schema};
 use serde_json::{Map, Value, json};
 
+use super::admin::AuditQuery;
+use super::session::{Login, PasswordChange};
 use super::{AppState, DeviceQuery, EvidenceQuery, FindingQuery, NewDevice, ReadingQuery};
+use crate::accounts::{NewDepartment, NewToken, NewUser, UserChange};
+use crate::auth::Access;
 use crate::error::ErrorBody;
 
-/// Every (method, path) the router serves, in OpenAPI path syntax.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("get", "/healthz"),
-    ("get", "/metrics"),
-    ("get", "/api/v1/openapi.json"),
-    ("get", "/api/v1/findings"),
-    ("get", "/api/v1/findings/{id}"),
-    ("post", "/api/v1/findings/{id}/acknowledge"),
-    ("post", "/api/v1/findings/{id}/clear"),
-    ("get", "/api/v1/devices"),
-    ("post", "/api/v1/devices"),
-    ("get", "/api/v1/devices/{id}"),
-    ("delete", "/api/v1/devices/{id}"),
-    ("get", "/api/v1/devices/{id}/readings"),
-    ("get", "/api/v1/sites"),
-    ("get", "/api/v1/models"),
-    ("get", "/api/v1/findings/{id}/evidence"),
-    ("get", "/api/v1/cameras"),
-    ("post", "/api/v1/cameras"),
-    ("get", "/api/v1/cameras/{id}"),
-    ("patch", "/api/v1/cameras/{id}"),
-    ("delete", "/api/v1/cameras/{id}"),
-    ("get", "/api/v1/cameras/{id}/snapshot"),
-    ("post", "/api/v1/config/reload"),
-];
-
-/// The router's routes as they are added, so a test can compare them with [`ROUTES`].
+/// The router's routes as they are added, each with its access rule.
 #[derive(Default)]
 pub(super) struct Routes {
     pub router: axum::Router<AppState>,
-    pub table: Vec<(&'static str, &'static str)>,
+    pub table: Vec<(&'static str, &'static str, Access)>,
 }
 
 impl Routes {
-    fn add(mut self, method: &'static str, path: &'static str, r: MethodRouter<AppState>) -> Self {
+    fn add(
+        mut self,
+        method: &'static str,
+        path: &'static str,
+        access: Access,
+        r: MethodRouter<AppState>,
+    ) -> Self {
+        // Several methods on one path: merge them into one route.
         self.router = self.router.route(path, r);
-        self.table.push((method, path));
+        self.table.push((method, path, access));
         self
     }
 
-    pub fn get<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
-        self.add("get", path, axum::routing::get(h))
+    pub fn get<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        access: Access,
+        h: H,
+    ) -> Self {
+        self.add("get", path, access, axum::routing::get(h))
     }
 
-    pub fn post<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
-        self.add("post", path, axum::routing::post(h))
+    pub fn post<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        access: Access,
+        h: H,
+    ) -> Self {
+        self.add("post", path, access, axum::routing::post(h))
     }
 
-    pub fn patch<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
-        self.add("patch", path, axum::routing::patch(h))
+    pub fn patch<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        access: Access,
+        h: H,
+    ) -> Self {
+        self.add("patch", path, access, axum::routing::patch(h))
     }
 
-    pub fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
-        self.add("delete", path, axum::routing::delete(h))
+    pub fn delete<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        access: Access,
+        h: H,
+    ) -> Self {
+        self.add("delete", path, access, axum::routing::delete(h))
     }
 }
 
@@ -190,7 +196,14 @@ fn error_response(status: u16) -> Value {
         400 => {
             "invalid argument: a parameter or the body is malformed or refused (the message says which)"
         }
-        404 => "not found",
+        401 => {
+            "not authenticated: no, an expired, revoked or unknown credential (log in or send a token)"
+        }
+        403 => {
+            "authenticated but not allowed: the role does not admit this operation, or the CSRF token or origin is wrong"
+        }
+        404 => "not found (an id outside the caller's scope answers the same)",
+        429 => "too many failed logins: wait for Retry-After seconds",
         409 => "conflict with the current state (already exists, owned by the configuration file)",
         413 => "request body larger than the limit",
         415 => "the body is not JSON (Content-Type must be application/json)",
@@ -488,6 +501,8 @@ pub fn document(sites: &[String], kinds: &[String]) -> Value {
         ),
     );
 
+    access_operations(&mut sc, &mut put);
+
     // Defines `#/components/schemas/Error`, which every error response names.
     sc.body::<ErrorBody>();
     let mut schemas = sc.generator.take_definitions(true);
@@ -505,6 +520,8 @@ pub fn document(sites: &[String], kinds: &[String]) -> Value {
     schemas.insert("Finding".into(), finding_schema());
     schemas.insert("Device".into(), device_schema());
     schemas.insert("Health".into(), health_schema());
+    let mut paths = Value::Object(paths);
+    secure(&mut paths);
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -516,8 +533,207 @@ pub fn document(sites: &[String], kinds: &[String]) -> Value {
                 are refused with 400."
         },
         "paths": paths,
-        "components": {"schemas": schemas}
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "session": {"type": "apiKey", "in": "cookie", "name": crate::auth::SESSION_COOKIE,
+                    "description": "a login session (POST /api/v1/session); mutations also need \
+                        the session's csrf_token in the X-CSRF-Token header"},
+                "token": {"type": "http", "scheme": "bearer",
+                    "description": "an API token (hubt_…) of a department, integrator or admin"}
+            }
+        }
     })
+}
+
+/// The operations of sessions, administration and the live stream.
+fn access_operations(sc: &mut Schemas, put: &mut impl FnMut(&str, &str, Value)) {
+    let who = json!({"type": "object", "required": ["kind", "name", "roles", "permissions"],
+        "properties": {"kind": {"enum": ["user", "token"]}, "name": {"type": "string"},
+            "roles": {"type": "array", "items": {"type": "string"}},
+            "department": {}, "integrator": {}, "csrf_token": {"type": ["string", "null"]},
+            "expires_at": {"type": "string"},
+            "permissions": {"type": "array", "items": {"type": "string"},
+                "description": "`METHOD path` of every operation the caller may call"}}});
+    put(
+        "/api/v1/session",
+        "post",
+        with_body(
+            op(
+                "Log in: sets the session cookie (HttpOnly, SameSite=Lax) and returns the CSRF token",
+                vec![],
+                json_ok("logged in", who.clone()),
+                &[400, 401, 413, 415, 429, 500, 503],
+            ),
+            "application/json",
+            sc.body::<Login>(),
+        ),
+    );
+    put(
+        "/api/v1/session",
+        "get",
+        op("Who am I, and what may I do", vec![], json_ok("the caller", who), &[500, 503]),
+    );
+    let mut out = op(
+        "Log out: the session ends at once",
+        vec![],
+        (204, "logged out", Value::Null),
+        &[400, 500, 503],
+    );
+    out["responses"]["204"] = json!({"description": "logged out"});
+    put("/api/v1/session", "delete", out);
+    let mut pw = with_body(
+        op(
+            "Change my password; my other sessions end",
+            vec![],
+            (204, "changed", Value::Null),
+            &[400, 413, 415, 500, 503],
+        ),
+        "application/json",
+        sc.body::<PasswordChange>(),
+    );
+    pw["responses"]["204"] = json!({"description": "changed"});
+    put("/api/v1/session/password", "post", pw);
+    put(
+        "/api/v1/findings/stream",
+        "get",
+        op(
+            "Finding events as server-sent events (event `finding`, data as the log's JSON), within \
+         the caller's scope; refused cross-origin",
+            vec![],
+            (200, "the stream", json!({"text/event-stream": {"schema": {"type": "string"}}})),
+            &[],
+        ),
+    );
+    let obj = json!({"type": "object"});
+    put(
+        "/api/v1/departments",
+        "get",
+        op("Departments", vec![], json_ok("departments", items(obj.clone())), &[500, 503]),
+    );
+    put(
+        "/api/v1/departments",
+        "post",
+        with_body(
+            op(
+                "Add a department",
+                vec![],
+                (201, "added", content("application/json", obj.clone())),
+                &[400, 409, 413, 415, 500, 503],
+            ),
+            "application/json",
+            sc.body::<NewDepartment>(),
+        ),
+    );
+    put(
+        "/api/v1/users",
+        "get",
+        op("Users", vec![], json_ok("users", items(obj.clone())), &[500, 503]),
+    );
+    put(
+        "/api/v1/users",
+        "post",
+        with_body(
+            op(
+                "Add a user",
+                vec![],
+                (201, "added", content("application/json", obj.clone())),
+                &[400, 409, 413, 415, 500, 503],
+            ),
+            "application/json",
+            sc.body::<NewUser>(),
+        ),
+    );
+    let username = json!({"name": "id", "in": "path", "required": true,
+        "description": "the username", "schema": {"type": "string"}});
+    put(
+        "/api/v1/users/{id}",
+        "patch",
+        with_body(
+            op(
+                "Change a user's roles, department, password or disabled flag (sessions end when \
+         disabled or on a new password)",
+                vec![username],
+                json_ok("the user after the change", obj.clone()),
+                &[400, 404, 413, 415, 500, 503],
+            ),
+            "application/json",
+            sc.body::<UserChange>(),
+        ),
+    );
+    put(
+        "/api/v1/tokens",
+        "get",
+        op(
+            "API tokens (never the tokens themselves)",
+            vec![],
+            json_ok("tokens", items(obj.clone())),
+            &[500, 503],
+        ),
+    );
+    let created = json!({"type": "object", "required": ["id", "token"], "properties": {
+        "id": {"type": "integer"}, "token": {"type": "string", "description": "shown once"}}});
+    put(
+        "/api/v1/tokens",
+        "post",
+        with_body(
+            op(
+                "Create an API token; the answer shows it once",
+                vec![],
+                (201, "created", content("application/json", created)),
+                &[400, 413, 415, 500, 503],
+            ),
+            "application/json",
+            sc.body::<NewToken>(),
+        ),
+    );
+    let token_id = sc.path::<i64>("token id");
+    let mut revoke = op(
+        "Revoke an API token",
+        vec![token_id],
+        (204, "revoked", Value::Null),
+        &[400, 404, 409, 500, 503],
+    );
+    revoke["responses"]["204"] = json!({"description": "revoked"});
+    put("/api/v1/tokens/{id}", "delete", revoke);
+    let page = json!({"type": "object", "required": ["items", "next"], "properties": {
+        "items": {"type": "array", "items": {"type": "object", "required":
+            ["id", "at", "actor", "address", "action", "target"]}},
+        "next": {"type": ["string", "null"]}}});
+    put(
+        "/api/v1/audit",
+        "get",
+        op(
+            "The audit log, newest first",
+            sc.query::<AuditQuery>(),
+            json_ok("a page of the log", page),
+            &[400, 500, 503],
+        ),
+    );
+}
+
+/// Each operation's security and roles, from the router's table; 401 and 403 where they can
+/// be answered.
+fn secure(paths: &mut Value) {
+    for (method, path, access) in super::route_table() {
+        let Some(op) = paths.get_mut(path).and_then(|p| p.get_mut(method)) else { continue };
+        let roles: Vec<&str> = access.roles().iter().map(|r| r.as_str()).collect();
+        match access {
+            Access::Public => {
+                op["security"] = json!([]);
+            }
+            _ => {
+                op["security"] = json!([{"session": []}, {"token": []}]);
+                op["x-roles"] = json!(roles);
+                let d = op["description"].as_str().unwrap_or_default().to_owned();
+                op["description"] =
+                    json!(format!("{d}Roles: {}.", roles.join(", ")).trim().to_owned());
+                for status in [401, 403] {
+                    op["responses"][status.to_string()] = error_response(status);
+                }
+            }
+        }
+    }
 }
 
 /// A merge patch of a camera: any of its fields, `null` removing one (back to its default).
@@ -630,6 +846,7 @@ mod tests {
             assert!(path.starts_with('/'), "{path}");
             for (method, op) in item.as_object().expect("path item") {
                 let at = format!("{method} {path}");
+                assert!(op["security"].is_array(), "{at}: security");
                 assert!(["get", "post", "patch", "delete"].contains(&method.as_str()), "{at}");
                 let responses = op["responses"].as_object().expect(&at);
                 assert!(!responses.is_empty(), "{at}: no responses");
@@ -670,12 +887,8 @@ mod tests {
 
     #[test]
     fn every_route_is_documented_and_every_documented_path_routed() {
-        let routed = super::super::routes().table;
-        let mut a: Vec<_> = routed.clone();
-        let mut b: Vec<_> = ROUTES.to_vec();
-        a.sort();
-        b.sort();
-        assert_eq!(a, b, "the router's routes and ROUTES differ");
+        let routed: Vec<(&str, &str)> =
+            super::super::route_table().into_iter().map(|(m, p, _)| (m, p)).collect();
         let d = doc();
         let mut documented: Vec<(String, String)> = Vec::new();
         for (path, item) in d["paths"].as_object().unwrap() {

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod accounts;
 #[cfg(feature = "sim")]
 mod bench;
 #[cfg(feature = "sim")]
@@ -54,6 +55,15 @@ enum Cmd {
     /// Device credentials.
     #[command(subcommand)]
     Device(device::DeviceCmd),
+    /// Users (people who log in).
+    #[command(subcommand)]
+    User(accounts::UserCmd),
+    /// Departments (region and industries: what their users and tokens see).
+    #[command(subcommand)]
+    Department(accounts::DepartmentCmd),
+    /// API tokens for systems.
+    #[command(subcommand)]
+    Token(accounts::TokenCmd),
     /// The model library's files.
     #[command(subcommand)]
     Models(models::ModelsCmd),
@@ -79,6 +89,9 @@ pub fn main() -> ExitCode {
     match cli.cmd {
         Cmd::Config(c) => config_cmd::run(c),
         Cmd::Device(d) => device::run(d),
+        Cmd::User(c) => accounts::user(c),
+        Cmd::Department(c) => accounts::department(c),
+        Cmd::Token(c) => accounts::token(c),
         Cmd::Models(m) => models::run(m),
         Cmd::Run { config } => {
             init_logging();

@@ -12,6 +12,12 @@ use sqlx::{AnyPool, Executor, Row};
 
 use crate::error::Error;
 
+pub mod auth;
+pub use crate::auth::Scope;
+pub use auth::{
+    AuditEntry, AuditFilter, AuditRow, Bind, DepartmentRow, SessionRow, Stmt, TokenRow, UserRow,
+};
+
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -442,10 +448,11 @@ impl Store {
 
     pub async fn upsert_site(&self, s: &config::Site) -> Result<(), Error> {
         sqlx::query(
-            "INSERT INTO sites (id, name, region, industry, entity_name, uscc) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
+            "INSERT INTO sites (id, name, region, industry, entity_name, uscc, integrator) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, region = excluded.region, \
-             industry = excluded.industry, entity_name = excluded.entity_name, uscc = excluded.uscc",
+             industry = excluded.industry, entity_name = excluded.entity_name, \
+             uscc = excluded.uscc, integrator = excluded.integrator",
         )
         .bind(s.id.as_str())
         .bind(&s.name)
@@ -453,10 +460,24 @@ impl Store {
         .bind(s.industry.as_str())
         .bind(&s.entity_name)
         .bind(&s.uscc)
+        .bind(s.integrator.as_deref())
         .execute(&self.pool)
         .await
         .map_err(db("saving a site"))?;
         Ok(())
+    }
+
+    /// The ids of the stored sites within `scope`, sorted (the scope's SQL form, for checks).
+    pub async fn site_ids_in(&self, scope: &Scope) -> Result<Vec<String>, Error> {
+        let mut binds = Vec::new();
+        let cond = scope.sql("id", 0, &mut binds);
+        let sql = format!("SELECT id FROM sites WHERE {cond} ORDER BY id");
+        let mut q = sqlx::query(&sql);
+        for b in &binds {
+            q = q.bind(b.as_str());
+        }
+        let rows = q.fetch_all(&self.pool).await.map_err(db("listing sites"))?;
+        rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>().map_err(db("reading sites"))
     }
 
     /// Inserts a device, or updates it when `replace` (config devices follow the file).
@@ -611,13 +632,18 @@ impl Store {
             .map_err(db("counting dead letters"))
     }
 
-    pub async fn findings(&self, f: &FindingFilter) -> Result<Vec<Finding>, Error> {
+    /// Findings within `scope` matching the filter, newest first.
+    pub async fn findings(&self, f: &FindingFilter, scope: &Scope) -> Result<Vec<Finding>, Error> {
         enum Bind {
             Text(String),
             Int(i64),
         }
-        let mut sql = format!("SELECT {FINDING_COLUMNS} FROM findings WHERE 1 = 1");
-        let mut binds = Vec::new();
+        let mut scope_binds = Vec::new();
+        let mut sql = format!(
+            "SELECT {FINDING_COLUMNS} FROM findings WHERE {}",
+            scope.sql("site_id", 0, &mut scope_binds)
+        );
+        let mut binds: Vec<Bind> = scope_binds.into_iter().map(Bind::Text).collect();
         let mut cond = |sql: &mut String, c: &str, b: Bind| {
             binds.push(b);
             let _ = write!(sql, " AND {c} ${}", binds.len());
@@ -695,6 +721,55 @@ impl Store {
             .map_err(db("reading evidence"))
     }
 
+    /// The statement registering a new device (changes nothing when the id exists).
+    pub fn insert_device(d: &DeviceRow) -> Stmt {
+        Stmt::new(
+            "INSERT INTO devices (id, site_id, kind, name, secret_hash, source, created_at, online) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0) ON CONFLICT (id) DO NOTHING",
+            vec![
+                Bind::Text(d.id.clone()),
+                Bind::Text(d.site_id.clone()),
+                Bind::Text(d.kind.clone()),
+                Bind::Text(d.name.clone()),
+                Bind::Text(d.secret_hash.clone()),
+                Bind::Text(d.source.clone()),
+                Bind::Int(d.created_at),
+            ],
+        )
+    }
+
+    pub fn remove_device(id: &str) -> Stmt {
+        Stmt::new("DELETE FROM devices WHERE id = $1", vec![Bind::Text(id.into())])
+    }
+
+    /// The statement saving a camera: a new one (nothing when the id exists) or a change.
+    pub fn save_camera(c: &CameraRow, replace: bool) -> Stmt {
+        let sql = if replace {
+            "INSERT INTO cameras (id, site_id, spec, source, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (id) DO UPDATE SET site_id = excluded.site_id, spec = excluded.spec, \
+             source = excluded.source, updated_at = excluded.updated_at"
+        } else {
+            "INSERT INTO cameras (id, site_id, spec, source, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING"
+        };
+        Stmt::new(
+            sql,
+            vec![
+                Bind::Text(c.id.clone()),
+                Bind::Text(c.site_id.clone()),
+                Bind::Text(c.spec.clone()),
+                Bind::Text(c.source.clone()),
+                Bind::Int(c.created_at),
+                Bind::Int(c.updated_at),
+            ],
+        )
+    }
+
+    pub fn remove_camera(id: &str) -> Stmt {
+        Stmt::new("DELETE FROM cameras WHERE id = $1", vec![Bind::Text(id.into())])
+    }
+
     /// Inserts or replaces a camera; returns false when `replace` is off and it exists.
     pub async fn upsert_camera(&self, c: &CameraRow, replace: bool) -> Result<bool, Error> {
         let sql = if replace {
@@ -750,23 +825,33 @@ impl Store {
             .map_err(db("reading cameras"))
     }
 
-    pub async fn finding(&self, id: i64) -> Result<Option<Finding>, Error> {
-        let row = sqlx::query(&format!("SELECT {FINDING_COLUMNS} FROM findings WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db("reading a finding"))?;
+    /// One finding, `None` when it does not exist or lies outside `scope` (the same answer).
+    pub async fn finding(&self, id: i64, scope: &Scope) -> Result<Option<Finding>, Error> {
+        let mut binds = Vec::new();
+        let cond = scope.sql("site_id", 0, &mut binds);
+        let sql = format!(
+            "SELECT {FINDING_COLUMNS} FROM findings WHERE {cond} AND id = ${}",
+            binds.len() + 1
+        );
+        let mut q = sqlx::query(&sql);
+        for b in &binds {
+            q = q.bind(b.as_str());
+        }
+        let row = q.bind(id).fetch_optional(&self.pool).await.map_err(db("reading a finding"))?;
         row.as_ref().map(finding_from_row).transpose().map_err(db("reading a finding"))
     }
 
-    /// Moves a finding to `to` when the transition is allowed (active → acknowledged,
-    /// active/acknowledged → cleared). Returns the finding after the change, or the error
-    /// explaining why not.
+    /// Moves a finding within `scope` to `to` when the transition is allowed (active →
+    /// acknowledged, active/acknowledged → cleared), with its audit row in the same
+    /// transaction. Returns the finding after the change, or the error explaining why not
+    /// (404 outside the scope, as for an id that does not exist).
     pub async fn transition(
         &self,
         id: i64,
         to: FindingState,
         now: UnixMs,
+        scope: &Scope,
+        audit: &AuditEntry,
     ) -> Result<Finding, Error> {
         let sql = match to {
             FindingState::Acknowledged => {
@@ -783,14 +868,15 @@ impl Store {
                 ));
             }
         };
-        let r = sqlx::query(sql)
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db("changing a finding's state"))?;
-        let f = self.finding(id).await?.ok_or(Error::NotFound(format!("finding {id}")))?;
-        if r.rows_affected() == 0 {
+        let before =
+            self.finding(id, scope).await?.ok_or(Error::NotFound(format!("finding {id}")))?;
+        let mut audit = audit.clone();
+        audit.before = Some(serde_json::json!({"state": before.state}));
+        audit.after = Some(serde_json::json!({"state": to.as_str()}));
+        let stmt = Stmt::new(sql, vec![Bind::Int(now), Bind::Int(id)]);
+        let applied = self.apply_if(&[stmt], &audit, now).await?;
+        let f = self.finding(id, scope).await?.ok_or(Error::NotFound(format!("finding {id}")))?;
+        if applied.is_none() {
             return Err(Error::Conflict(format!(
                 "finding {id} is {}; it cannot become {}",
                 f.state,
@@ -808,7 +894,7 @@ impl Store {
         until: Option<UnixMs>,
         limit: i64,
     ) -> Result<Vec<Reading>, Error> {
-        Ok(self.readings_page(device, since, until, None, limit).await?.0)
+        Ok(self.readings_page(device, since, until, None, limit, &Scope::All).await?.0)
     }
 
     /// One page of a device's readings, newest first (ties in arrival order), starting where
@@ -821,23 +907,35 @@ impl Store {
         until: Option<UnixMs>,
         after: Option<ReadingsCursor>,
         limit: i64,
+        scope: &Scope,
     ) -> Result<(Vec<Reading>, Option<ReadingsCursor>), Error> {
         let limit = limit.clamp(1, 10_000);
+        // Readings belong to the device's site.
+        let mut binds = Vec::new();
+        let in_scope = if scope.is_all() {
+            "1 = 1".to_owned()
+        } else {
+            // Numbered after the four fixed parameters.
+            let cond = scope.sql("site_id", 4, &mut binds);
+            format!("device_id IN (SELECT id FROM devices WHERE {cond})")
+        };
         // One more than the page, to know whether another page follows.
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "SELECT ts, received_at, vals FROM readings WHERE device_id = $1 AND ts >= $2 \
-             AND ts < $3 AND ts <= $4 ORDER BY ts DESC, received_at ASC, vals ASC \
+             AND ts < $3 AND ts <= $4 AND {in_scope} ORDER BY ts DESC, received_at ASC, vals ASC \
              LIMIT {} OFFSET {}",
             limit + 1,
             after.map_or(0, |c| c.skip.max(0))
-        ))
-        .bind(device)
-        .bind(since.unwrap_or(i64::MIN))
-        .bind(until.unwrap_or(i64::MAX))
-        .bind(after.map_or(i64::MAX, |c| c.ts))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("listing readings"))?;
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(device)
+            .bind(since.unwrap_or(i64::MIN))
+            .bind(until.unwrap_or(i64::MAX))
+            .bind(after.map_or(i64::MAX, |c| c.ts));
+        for b in &binds {
+            q = q.bind(b.as_str());
+        }
+        let rows = q.fetch_all(&self.pool).await.map_err(db("listing readings"))?;
         let mut items = rows
             .iter()
             .map(|r| {

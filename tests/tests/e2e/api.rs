@@ -12,8 +12,16 @@ use tower::ServiceExt;
 
 use crate::bad_input::{connect, publish};
 
+/// The hub's router, every request carrying the test's admin token.
 fn router(th: &TestHub) -> axum::Router {
-    th.hub.router()
+    let auth: axum::http::HeaderValue = format!("Bearer {}", th.admin_token).parse().unwrap();
+    th.hub.router().layer(axum::middleware::map_request(move |mut r: Request<Body>| {
+        let auth = auth.clone();
+        async move {
+            r.headers_mut().insert(axum::http::header::AUTHORIZATION, auth);
+            r
+        }
+    }))
 }
 
 async fn call(
@@ -51,10 +59,27 @@ async fn every_documented_route_answers_and_errors_say_why() -> anyhow::Result<(
     .await?;
     // Each route, asked without a body: the exact answer its handler owes (ids that exist, or
     // that do not: a 404 comes from the handler, not from a missing route).
-    for (method, path) in hub::api::ROUTES {
+    for (method, path, _) in hub::api::route_table() {
+        let (method, path) = (&method, &path);
         assert!(doc["paths"][path][method].is_object(), "{method} {path} is not documented");
         let (uri, want) = match (*method, *path) {
             ("get", "/healthz" | "/metrics" | "/api/v1/openapi.json") => (*path, 200),
+            ("get", "/api/v1/session" | "/api/v1/departments" | "/api/v1/users") => (*path, 200),
+            ("get", "/api/v1/tokens" | "/api/v1/audit") => (*path, 200),
+            // A token is not a session.
+            ("delete", "/api/v1/session") => (*path, 400),
+            ("post", "/api/v1/session" | "/api/v1/session/password") => (*path, 415),
+            ("post", "/api/v1/departments" | "/api/v1/users" | "/api/v1/tokens") => (*path, 415),
+            ("patch", "/api/v1/users/{id}") => ("/api/v1/users/nope", 415),
+            ("delete", "/api/v1/tokens/{id}") => ("/api/v1/tokens/999", 404),
+            ("get", "/api/v1/findings/stream") => {
+                // An endless stream: its head only.
+                let req = Request::get(*path).body(Body::empty()).unwrap();
+                let resp = app.clone().oneshot(req).await.unwrap();
+                assert_eq!(resp.status(), StatusCode::OK);
+                assert_eq!(resp.headers()["content-type"], "text/event-stream");
+                continue;
+            }
             ("get", "/api/v1/findings" | "/api/v1/devices" | "/api/v1/sites") => (*path, 200),
             ("get", "/api/v1/models" | "/api/v1/cameras") => (*path, 200),
             ("get", "/api/v1/findings/{id}") => ("/api/v1/findings/999", 404),
@@ -63,9 +88,9 @@ async fn every_documented_route_answers_and_errors_say_why() -> anyhow::Result<(
             }
             ("post", "/api/v1/findings/{id}/clear") => ("/api/v1/findings/999/clear", 404),
             ("get", "/api/v1/findings/{id}/evidence") => ("/api/v1/findings/999/evidence", 404),
-            // Without a body: the body is missing, whatever the id.
-            ("post", "/api/v1/devices" | "/api/v1/cameras") => (*path, 400),
-            ("patch", "/api/v1/cameras/{id}") => ("/api/v1/cameras/nope", 400),
+            // Without a body (and its JSON content type), whatever the id.
+            ("post", "/api/v1/devices" | "/api/v1/cameras") => (*path, 415),
+            ("patch", "/api/v1/cameras/{id}") => ("/api/v1/cameras/nope", 415),
             ("get", "/api/v1/devices/{id}") => ("/api/v1/devices/api-1", 200),
             ("get", "/api/v1/devices/{id}/readings") => ("/api/v1/devices/api-1/readings", 200),
             ("delete", "/api/v1/devices/{id}") => ("/api/v1/devices/nope", 404),

@@ -332,6 +332,8 @@ async fn database_outage_loses_nothing(pg: bool) -> anyhow::Result<()> {
     })
     .await?;
 
+    // The duty room was using the API before the outage (its token verified).
+    assert_eq!(timed_get(&th, "/api/v1/cameras").await?.0, 200);
     let outage = Outage::begin(&th, pg_url.as_deref()).await?;
     // Readings and a critical finding (above 16 °C) while the database is away.
     for i in 1..=20 {

@@ -3,7 +3,19 @@
 use std::sync::Arc;
 
 use common::{FindingState, Severity};
-use hub::store::{Batch, CameraRow, EvidenceRow, FindingHit, Store};
+use hub::auth::Scope;
+use hub::store::{AuditEntry, Batch, CameraRow, EvidenceRow, FindingHit, Store};
+
+fn audit() -> AuditEntry {
+    AuditEntry {
+        actor: "test".into(),
+        address: "-".into(),
+        action: "finding.transition".into(),
+        target: "finding".into(),
+        before: None,
+        after: None,
+    }
+}
 
 fn hit(key: &str, ts: i64) -> FindingHit {
     FindingHit {
@@ -45,17 +57,22 @@ async fn dedup_under_concurrency_and_life_cycle(store: Store) -> anyhow::Result<
     for t in tasks {
         t.await??;
     }
-    let open =
-        store.findings(&hub::store::FindingFilter { limit: 100, ..Default::default() }).await?;
+    let open = store
+        .findings(&hub::store::FindingFilter { limit: 100, ..Default::default() }, &Scope::All)
+        .await?;
     assert_eq!(open.len(), 1, "one finding for one key: {open:?}");
     let f = &open[0];
     assert_eq!(f.count, 200);
     assert_eq!((f.first_seen, f.last_seen), (0, 724));
 
     // active → acknowledged → cleared; other moves are refused.
-    let acked = store.transition(f.id, FindingState::Acknowledged, 1).await?;
+    let acked =
+        store.transition(f.id, FindingState::Acknowledged, 1, &Scope::All, &audit()).await?;
     assert_eq!(acked.state, "acknowledged");
-    let again = store.transition(f.id, FindingState::Acknowledged, 2).await.unwrap_err();
+    let again = store
+        .transition(f.id, FindingState::Acknowledged, 2, &Scope::All, &audit())
+        .await
+        .unwrap_err();
     assert_eq!(again.kind(), common::ErrorKind::Conflict, "{again}");
     // A repeat while acknowledged still folds into it.
     let c = store
@@ -66,7 +83,7 @@ async fn dedup_under_concurrency_and_life_cycle(store: Store) -> anyhow::Result<
         .await?
         .changes;
     assert_eq!((c[0].id, c[0].opened, c[0].count), (f.id, false, 201));
-    store.transition(f.id, FindingState::Cleared, 4).await?;
+    store.transition(f.id, FindingState::Cleared, 4, &Scope::All, &audit()).await?;
     // After clearing, the same condition opens a new finding.
     let c = store
         .write_batch(
@@ -76,7 +93,10 @@ async fn dedup_under_concurrency_and_life_cycle(store: Store) -> anyhow::Result<
         .await?
         .changes;
     assert!(c[0].opened && c[0].id != f.id && c[0].count == 1, "{c:?}");
-    let missing = store.transition(999_999, FindingState::Cleared, 6).await.unwrap_err();
+    let missing = store
+        .transition(999_999, FindingState::Cleared, 6, &Scope::All, &audit())
+        .await
+        .unwrap_err();
     assert_eq!(missing.kind(), common::ErrorKind::NotFound);
 
     // Retention deletes readings by arrival time, and nothing else.
@@ -147,7 +167,7 @@ async fn dedup_under_concurrency_and_life_cycle(store: Store) -> anyhow::Result<
     let gone = store.delete_evidence_before(2001).await?;
     assert_eq!(gone, ["d/a-frame.jpg", "d/a-annotated.jpg"]);
     assert_eq!(store.evidence(&[first[0].id]).await?.len(), 1);
-    assert!(store.finding(first[0].id).await?.is_some());
+    assert!(store.finding(first[0].id, &Scope::All).await?.is_some());
 
     // Cameras: insert once, replace, delete.
     let site: config::Site = toml::from_str(

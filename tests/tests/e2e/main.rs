@@ -1,6 +1,7 @@
 //! End-to-end tests against real components: the embedded broker and Mosquitto, SQLite and
 //! PostgreSQL, ONNX Runtime with the project's model. One binary, so it links once.
 
+mod access;
 mod api;
 mod bad_input;
 mod camera;
