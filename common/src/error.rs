@@ -16,6 +16,8 @@ pub enum ErrorKind {
     TooLarge,
     /// The request's body is not of a type the operation takes.
     UnsupportedMediaType,
+    /// The path does not serve this method.
+    MethodNotAllowed,
     /// A dependency (database, broker, model) is not reachable right now; retrying may help.
     Unavailable,
     Internal,

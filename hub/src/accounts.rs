@@ -17,13 +17,19 @@ pub const MAX_TOKEN_LIFETIME_DAYS: u32 = 3 * 365;
 #[serde(deny_unknown_fields)]
 pub struct NewDepartment {
     /// Short id: lower-case letters, digits and `-` (e.g. `xian-food`).
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9-]{1,63}$"))]
     pub id: String,
+    #[schemars(length(min = 1, max = 200))]
     pub name: String,
     /// 6-digit GB/T 2260 region code: the department sees sites within it (by prefix).
+    #[schemars(regex(pattern = r"^[0-9]{6}$"))]
     pub region: String,
-    /// Industries it supervises (`transport`, `food`).
+    /// Industries it supervises.
+    #[schemars(schema_with = "industries_schema")]
     pub industries: Vec<String>,
-    /// The department's own unified social credit code (GB 32100).
+    /// The department's own unified social credit code (GB 32100; the check character is
+    /// verified, 400 naming the position when wrong).
+    #[schemars(regex(pattern = r"^[0-9A-HJ-NPQRTUWXY]{18}$"))]
     pub uscc: String,
 }
 
@@ -31,10 +37,12 @@ pub struct NewDepartment {
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     /// Letters, digits, `.`, `_`, `-`; 2–64 characters.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$"))]
     pub username: String,
     /// At least 10 characters.
+    #[schemars(length(min = 10, max = 1000))]
     pub password: String,
-    /// One or more of admin, duty_operator, department, integrator.
+    #[schemars(schema_with = "roles_schema")]
     pub roles: Vec<String>,
     /// The department (required for duty_operator and department).
     pub department: Option<String>,
@@ -43,12 +51,14 @@ pub struct NewUser {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserChange {
+    #[schemars(schema_with = "roles_schema")]
     pub roles: Option<Vec<String>>,
     /// A department id; `""` removes it.
     pub department: Option<String>,
     /// A disabled user cannot log in; their sessions end.
     pub disabled: Option<bool>,
     /// A new password (their sessions end).
+    #[schemars(length(min = 10, max = 1000))]
     pub password: Option<String>,
 }
 
@@ -56,9 +66,11 @@ pub struct UserChange {
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     /// What the token is for (shown in lists and the audit log).
+    #[schemars(length(min = 1, max = 100))]
     pub name: String,
     /// Roles of the token: department and duty_operator need `department`, integrator needs
     /// `integrator`.
+    #[schemars(schema_with = "roles_schema")]
     pub roles: Vec<String>,
     /// The department the token belongs to.
     pub department: Option<String>,
@@ -67,6 +79,18 @@ pub struct NewToken {
     /// Days until it expires (1..=1095).
     #[schemars(range(min = 1, max = MAX_TOKEN_LIFETIME_DAYS))]
     pub expires_in_days: u32,
+}
+
+fn roles_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let roles: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+    schemars::json_schema!({"type": "array", "minItems": 1, "uniqueItems": true,
+        "items": {"enum": roles}, "description": "one or more roles"})
+}
+
+fn industries_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let all: Vec<&str> = common::Industry::ALL.iter().map(|i| i.as_str()).collect();
+    schemars::json_schema!({"type": "array", "minItems": 1, "uniqueItems": true,
+        "items": {"enum": all}})
 }
 
 fn invalid(field: &str, why: impl std::fmt::Display) -> Error {
@@ -130,8 +154,8 @@ pub async fn create_department(
     if n.id.chars().any(|c| c.is_ascii_uppercase()) {
         return Err(invalid("id", format!("{:?}: lower case only", n.id)));
     }
-    if n.name.trim().is_empty() {
-        return Err(invalid("name", "must not be empty"));
+    if n.name.trim().is_empty() || n.name.chars().count() > 200 {
+        return Err(invalid("name", "1–200 characters"));
     }
     RegionCode::new(&n.region).map_err(|e| invalid("region", format!("{:?}: {e}", n.region)))?;
     Uscc::new(&n.uscc).map_err(|e| invalid("uscc", format!("{:?}: {e}", n.uscc)))?;
@@ -252,7 +276,7 @@ pub async fn create_token(
     mut audit: AuditEntry,
     now: UnixMs,
 ) -> Result<(TokenRow, String), Error> {
-    if n.name.trim().is_empty() || n.name.len() > 100 {
+    if n.name.trim().is_empty() || n.name.chars().count() > 100 {
         return Err(invalid("name", "1–100 characters"));
     }
     let roles = roles_of("roles", &n.roles)?;

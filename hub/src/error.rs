@@ -36,6 +36,8 @@ pub enum Error {
     TooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
 }
 
 impl Error {
@@ -58,6 +60,7 @@ impl Error {
             Error::TooManyRequests { .. } => ErrorKind::TooManyRequests,
             Error::TooLarge(_) => ErrorKind::TooLarge,
             Error::UnsupportedMediaType(_) => ErrorKind::UnsupportedMediaType,
+            Error::MethodNotAllowed(_) => ErrorKind::MethodNotAllowed,
             Error::Database { .. } | Error::Migration(_) | Error::Io { .. } => ErrorKind::Internal,
         }
     }
@@ -74,6 +77,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }

@@ -105,3 +105,87 @@ fn models_pull_takes_verified_files_from_a_local_directory() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("yunet: present"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn account_commands_make_departments_users_and_tokens_on_the_configured_database() {
+    let dir = std::env::temp_dir().join(format!("hub-cli-accounts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("hub.toml");
+    std::fs::write(&file, format!("data_dir = {:?}\n", dir.join("data"))).unwrap();
+    let c = file.to_str().unwrap();
+    let ok = |out: std::process::Output| {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        text
+    };
+    ok(hub(&[
+        "department",
+        "add",
+        "xian-food",
+        "-c",
+        c,
+        "--name",
+        "Xi'an food",
+        "--region",
+        "610100",
+        "--industries",
+        "food",
+        "--uscc",
+        "11610100MB3456789D",
+    ]));
+    // A bad USCC is refused naming the position.
+    let out = hub(&[
+        "department",
+        "add",
+        "bad",
+        "-c",
+        c,
+        "--name",
+        "B",
+        "--region",
+        "610100",
+        "--industries",
+        "food",
+        "--uscc",
+        "11610100MB3456789Z",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("character 18"));
+    let text = ok(hub(&[
+        "user",
+        "add",
+        "alice",
+        "-c",
+        c,
+        "--role",
+        "duty_operator",
+        "--department",
+        "xian-food",
+    ]));
+    assert!(text.contains("password: "), "{text}");
+    // A department role without a department says so.
+    let out = hub(&["user", "add", "bob", "-c", c, "--role", "department"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs a department"));
+    let text = ok(hub(&[
+        "token",
+        "create",
+        "-c",
+        c,
+        "--name",
+        "case system",
+        "--role",
+        "department",
+        "--department",
+        "xian-food",
+        "--expires",
+        "90d",
+    ]));
+    assert!(text.contains("hubt_"), "{text}");
+    let id = text.split(", id ").nth(1).and_then(|r| r.split(':').next()).unwrap().to_owned();
+    ok(hub(&["token", "revoke", &id, "-c", c]));
+    let out = hub(&["token", "revoke", &id, "-c", c]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already revoked"));
+    ok(hub(&["user", "disable", "alice", "-c", c]));
+    let _ = std::fs::remove_dir_all(dir);
+}

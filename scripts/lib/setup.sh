@@ -477,10 +477,13 @@ EOT
     hub_log "error: the hub for schemathesis did not become healthy on 127.0.0.1:$http"
     return 1
   fi
+  # The document itself needs a credential: fetched once, then read from the file.
+  curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:$http/api/v1/openapi.json" \
+    -o "$dir/openapi.json" || { hub_log "error: fetching the OpenAPI document failed"; return 1; }
   local start=$SECONDS
-  SCHEMATHESIS_HOOKS="$ROOT/scripts/lib/st_hooks.py" "$ROOT/.venv-st/bin/st" --config-file "$ROOT/scripts/lib/schemathesis.toml" run \
-    "http://127.0.0.1:$http/api/v1/openapi.json" --url "http://127.0.0.1:$http" \
-    -H "Authorization: Bearer $token" --exclude-path /api/v1/findings/stream \
+  HUB_ST_TOKEN=$token SCHEMATHESIS_HOOKS="$ROOT/scripts/lib/st_hooks.py" "$ROOT/.venv-st/bin/st" --config-file "$ROOT/scripts/lib/schemathesis.toml" run \
+    "$dir/openapi.json" --url "http://127.0.0.1:$http" \
+    --exclude-path /api/v1/findings/stream \
     -n "${HUB_ST_EXAMPLES:-40}" --max-time "${HUB_ST_MAX_TIME:-170}" \
     --seed "${HUB_ST_SEED:-7}" --no-color --generation-database none \
     --report junit --report-dir "$dir/report" || rc=$?

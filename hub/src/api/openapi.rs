@@ -723,7 +723,13 @@ fn secure(paths: &mut Value) {
                 op["security"] = json!([]);
             }
             _ => {
-                op["security"] = json!([{"session": []}, {"token": []}]);
+                // Logging out and changing one's password are a session's, not a token's.
+                let session_only = path.starts_with("/api/v1/session") && method != "get";
+                op["security"] = if session_only {
+                    json!([{"session": []}])
+                } else {
+                    json!([{"session": []}, {"token": []}])
+                };
                 op["x-roles"] = json!(roles);
                 let d = op["description"].as_str().unwrap_or_default().to_owned();
                 op["description"] =

@@ -81,9 +81,10 @@ pub fn parse_roles(s: &str) -> Result<Vec<Role>, String> {
     let mut out: Vec<Role> = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let r: Role = part.parse()?;
-        if !out.contains(&r) {
-            out.push(r);
+        if out.contains(&r) {
+            return Err(format!("{} is given twice", r.as_str()));
         }
+        out.push(r);
     }
     if out.is_empty() {
         return Err("at least one role is needed".into());
@@ -106,9 +107,10 @@ pub fn parse_industries(s: &str) -> Result<Vec<Industry>, String> {
                 Industry::ALL.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", ")
             )
         })?;
-        if !out.contains(&i) {
-            out.push(i);
+        if out.contains(&i) {
+            return Err(format!("{} is given twice", i.as_str()));
         }
+        out.push(i);
     }
     if out.is_empty() {
         return Err("at least one industry is needed".into());
@@ -378,6 +380,11 @@ async fn verify(
     now: UnixMs,
 ) -> Result<Option<Principal>, Error> {
     if let Some(v) = headers.get(header::AUTHORIZATION) {
+        if cookie(headers, SESSION_COOKIE).is_some() {
+            return Err(unauthenticated(
+                "send one credential: a session cookie or an Authorization header, not both",
+            ));
+        }
         let v = v.to_str().unwrap_or_default();
         let Some(token) = v.strip_prefix("Bearer ").map(str::trim) else {
             return Err(unauthenticated(
@@ -518,8 +525,14 @@ async fn check(s: &AppState, req: &mut Request) -> Result<(), Error> {
     // HEAD is answered by the GET route.
     let key_method = if method == Method::HEAD { Method::GET } else { method.clone() };
     let Some(access) = s.auth.rules.get(&(key_method, path.as_str())).copied() else {
-        // A route without a rule cannot be built (`api::routes`); refuse rather than guess.
-        return Err(Error::PermissionDenied(format!("{method} {path} has no access rule")));
+        // Every route has a rule (`api::routes` cannot add one without): a method without one
+        // is a method the path does not serve.
+        let allowed: Vec<String> =
+            s.auth.rules.keys().filter(|(_, p)| *p == path).map(|(m, _)| m.to_string()).collect();
+        return Err(Error::MethodNotAllowed(format!(
+            "{method} {path}: the path serves {}",
+            allowed.join(", ")
+        )));
     };
     if access == Access::Public {
         return Ok(());
@@ -597,10 +610,23 @@ mod tests {
         );
         assert!(parse_roles("root").unwrap_err().contains("roles: admin"));
         assert!(parse_roles("").is_err());
+        assert!(parse_roles("admin,admin").unwrap_err().contains("twice"));
         let ops = Access::Roles(&[Role::DutyOperator]);
         assert!(ops.admits(&[Role::Admin]) && ops.admits(&[Role::DutyOperator]));
         assert!(!ops.admits(&[Role::Department, Role::Integrator]));
         assert_eq!(ops.roles(), vec![Role::Admin, Role::DutyOperator]);
+    }
+
+    #[test]
+    fn session_cookies_are_http_only_lax_and_secure_behind_tls() {
+        let mut http = config::Http::default();
+        let plain = Auth::new(&http, &[]).session_cookie("abc");
+        assert!(plain.starts_with("hub_session=abc; Path=/; HttpOnly; SameSite=Lax"), "{plain}");
+        assert!(!plain.contains("Secure"));
+        http.secure_cookies = true;
+        let tls = Auth::new(&http, &[]);
+        assert!(tls.session_cookie("abc").ends_with("; Secure"));
+        assert!(tls.cleared_cookie().contains("Max-Age=0"));
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub const TOKEN_PREFIX: &str = "hubt_";
 
 /// The shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 10;
+/// The longest (argon2 takes anything; this bounds the work a request can ask for).
+pub const MAX_PASSWORD_LEN: usize = 1000;
 
 /// `n` random bytes, URL-safe base64 without padding.
 pub fn random(n: usize) -> String {
@@ -64,8 +66,11 @@ pub fn dummy_hash() -> &'static str {
 
 /// Why a new password is refused, if it is.
 pub fn password_problem(password: &str) -> Option<String> {
-    (password.chars().count() < MIN_PASSWORD_LEN)
-        .then(|| format!("a password needs at least {MIN_PASSWORD_LEN} characters"))
+    let n = password.chars().count();
+    if n < MIN_PASSWORD_LEN {
+        return Some(format!("a password needs at least {MIN_PASSWORD_LEN} characters"));
+    }
+    (n > MAX_PASSWORD_LEN).then(|| format!("a password has at most {MAX_PASSWORD_LEN} characters"))
 }
 
 /// Compares two secrets in time independent of where they differ.

@@ -900,3 +900,83 @@ async fn scope_sql_agrees_with_the_in_memory_filter_sqlite() -> anyhow::Result<(
 async fn scope_sql_agrees_with_the_in_memory_filter_postgres() -> anyhow::Result<()> {
     scope_forms_agree(Some(tests::fresh_postgres_database().await?)).await
 }
+
+/// Reads an event stream into a shared string until the connection ends.
+fn collect(mut r: reqwest::Response) -> std::sync::Arc<std::sync::Mutex<String>> {
+    let text: std::sync::Arc<std::sync::Mutex<String>> = Default::default();
+    let t = text.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(chunk)) = r.chunk().await {
+            t.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk));
+        }
+    });
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_departments_event_stream_carries_only_its_sites_findings() -> anyhow::Result<()> {
+    let mut toml = two_sites().replace("[[devices]]", "[[unused]]");
+    toml.truncate(toml.find("[[unused]]").unwrap());
+    for (id, site) in [("f-xian", "xian-1"), ("f-xy", "xy-1")] {
+        toml.push_str(&format!(
+            "\n[[devices]]\nid = \"{id}\"\nsite = \"{site}\"\nkind = \"fridge\"\nsecret_hash = \"{}\"\n",
+            tests::hash(&tests::secret_of(id))
+        ));
+    }
+    let th = TestHub::start(config_with(&toml)?, StartOptions::default()).await?;
+    admin_post(
+        &th,
+        "/api/v1/departments",
+        json!({"id": "xian-food", "name": "Xi'an food",
+        "region": "610100", "industries": ["food"], "uscc": "91350100M000100Y43"}),
+    )
+    .await?;
+    let dept = client_with_token(
+        &create_token(&th.hub.store, &["department"], Some("xian-food"), None).await?,
+    );
+    let open = |c: reqwest::Client| {
+        let base = th.base.clone();
+        async move {
+            let r = c
+                .get(format!("{base}/api/v1/findings/stream"))
+                .header("accept", "text/event-stream")
+                .send()
+                .await?;
+            anyhow::ensure!(r.status() == StatusCode::OK, "stream: {}", r.status());
+            Ok(collect(r))
+        }
+    };
+    let mine = open(dept).await?;
+    let all = open(th.http.clone()).await?;
+    // The other department's site first, then its own: when its own has arrived, the other's
+    // (stored and announced before it) would have too.
+    for device in ["f-xy", "f-xian"] {
+        let site = if device == "f-xy" { "xy-1" } else { "xian-1" };
+        let (c, mut el) =
+            crate::bad_input::connect(&th.mqtt_addr(), device, &tests::secret_of(device))
+                .await?
+                .unwrap();
+        let topic = format!("sites/{site}/devices/{device}/telemetry");
+        crate::bad_input::publish(
+            &c,
+            &mut el,
+            &topic,
+            br#"{"values":{"temperature_c":25.0}}"#.to_vec(),
+        )
+        .await?;
+    }
+    wait_for(Duration::from_secs(20), "the admin's stream to carry both findings", || async {
+        let t = all.lock().unwrap().clone();
+        Ok((t.contains("\"f-xy\"") && t.contains("\"f-xian\"")).then_some(()))
+    })
+    .await?;
+    wait_for(Duration::from_secs(20), "the department's stream to carry its finding", || async {
+        Ok(mine.lock().unwrap().contains("\"f-xian\"").then_some(()))
+    })
+    .await?;
+    let t = mine.lock().unwrap().clone();
+    assert!(!t.contains("f-xy"), "another department's finding on the stream: {t}");
+    assert!(t.contains("event: finding"), "{t}");
+    th.stop().await;
+    Ok(())
+}
