@@ -363,6 +363,7 @@ impl Hub {
                 cfg.http.camera_networks.iter().filter_map(|n| n.parse().ok()).collect(),
             ),
             events: events.clone(),
+            shutdown: shutdown.clone(),
         };
         let listener =
             tokio::net::TcpListener::bind(&cfg.http.listen).await.map_err(|source| Error::Io {

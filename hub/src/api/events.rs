@@ -20,9 +20,16 @@ pub(super) async fn findings(
     let scope = caller.scope();
     let mut rx = s.events.subscribe();
     let registry = s.registry.clone();
+    let shutdown = s.shutdown.clone();
     let stream = async_stream(move |tx| async move {
         loop {
-            let ev = match rx.recv().await {
+            let next = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return,
+                _ = tx.closed() => return,
+                r = rx.recv() => r,
+            };
+            let ev = match next {
                 Ok(bytes) => {
                     let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
                         continue;

@@ -60,6 +60,9 @@ pub struct AppState {
     /// Finding events as they are stored (JSON of `outputs::FindingEvent`), for the live
     /// stream.
     pub events: tokio::sync::broadcast::Sender<bytes::Bytes>,
+    /// Ends the endless answers (event streams) at shutdown, so that the server's graceful
+    /// shutdown does not wait for them.
+    pub shutdown: common::Shutdown,
 }
 
 pub fn router(state: AppState) -> Router {
