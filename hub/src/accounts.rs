@@ -319,12 +319,13 @@ pub async fn create_token(
         last_used_at: None,
         revoked_at: None,
     };
+    // The id is the database's, known after the insert: the row names the token by its hint.
+    audit.target = format!("token:{}", row.hint);
     audit.after =
         Some(json!({"name": row.name, "roles": row.roles, "department": row.department_id,
                               "integrator": row.integrator, "expires_at": row.expires_at}));
     store.apply(&[Store::insert_token(&row)], &audit, now).await?;
     let id = store.token_id(&row.hash).await?;
-    audit.target = format!("token:{id}");
     Ok((TokenRow { id, ..row }, token))
 }
 
