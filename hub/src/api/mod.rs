@@ -641,7 +641,10 @@ async fn register_device(
     let mut audit = caller.audit("device.register", format!("device:{id}"));
     audit.after = Some(json!({"site_id": row.site_id, "kind": row.kind, "name": row.name}));
     if s.registry.get(id.as_str()).is_some()
-        || s.store.apply_if(&[Store::insert_device(&row)], &audit, row.created_at).await?.is_none()
+        || s.store
+            .apply_if(&[Store::save_device(&row, false)], &audit, row.created_at)
+            .await?
+            .is_none()
     {
         return Err(Error::Conflict(format!("device {:?} already exists", n.id)));
     }

@@ -76,47 +76,44 @@ impl std::str::FromStr for Role {
     }
 }
 
-/// Parses a comma list of roles (at least one, no repeats).
-pub fn parse_roles(s: &str) -> Result<Vec<Role>, String> {
-    let mut out: Vec<Role> = Vec::new();
+/// Parses a comma list of `what` (at least one, none twice), sorted.
+fn parse_list<T: std::str::FromStr<Err = String> + Ord + Copy>(
+    s: &str,
+    what: &str,
+    name: fn(T) -> &'static str,
+) -> Result<Vec<T>, String> {
+    let mut out: Vec<T> = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let r: Role = part.parse()?;
-        if out.contains(&r) {
-            return Err(format!("{} is given twice", r.as_str()));
+        let v: T = part.parse()?;
+        if out.contains(&v) {
+            return Err(format!("{} is given twice", name(v)));
         }
-        out.push(r);
+        out.push(v);
     }
     if out.is_empty() {
-        return Err("at least one role is needed".into());
+        return Err(format!("at least one {what} is needed"));
     }
     out.sort();
     Ok(out)
+}
+
+/// Parses a comma list of roles (at least one, no repeats).
+pub fn parse_roles(s: &str) -> Result<Vec<Role>, String> {
+    parse_list(s, "role", Role::as_str)
 }
 
 pub fn roles_text(roles: &[Role]) -> String {
     roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
 }
 
-/// Parses a comma list of industries.
+/// Parses a comma list of industries (an unknown one is answered with the list).
 pub fn parse_industries(s: &str) -> Result<Vec<Industry>, String> {
-    let mut out: Vec<Industry> = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let i: Industry = part.parse().map_err(|e: String| {
-            format!(
-                "{e}; industries: {}",
-                Industry::ALL.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", ")
-            )
-        })?;
-        if out.contains(&i) {
-            return Err(format!("{} is given twice", i.as_str()));
-        }
-        out.push(i);
+    let all = Industry::ALL.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", ");
+    let named = |part: &str| part.parse::<Industry>().is_ok();
+    if let Some(bad) = s.split(',').map(str::trim).find(|p| !p.is_empty() && !named(p)) {
+        return Err(format!("{bad:?} is not an industry; industries: {all}"));
     }
-    if out.is_empty() {
-        return Err("at least one industry is needed".into());
-    }
-    out.sort();
-    Ok(out)
+    parse_list(s, "industry", Industry::as_str)
 }
 
 /// Who a route admits.

@@ -186,6 +186,16 @@ fn json_text(v: &Option<serde_json::Value>) -> Option<String> {
 }
 
 impl Store {
+    /// Runs one statement outside any audited change (the hub's own bookkeeping); returns
+    /// the rows affected.
+    pub async fn exec(&self, s: &Stmt, context: &'static str) -> Result<u64, Error> {
+        let r = bind_all(sqlx::query(&s.sql), &s.binds)
+            .execute(&self.pool)
+            .await
+            .map_err(db(context))?;
+        Ok(r.rows_affected())
+    }
+
     /// Runs the statements and appends the audit row in one transaction; returns each
     /// statement's rows affected.
     pub async fn apply(

@@ -482,38 +482,7 @@ impl Store {
 
     /// Inserts a device, or updates it when `replace` (config devices follow the file).
     pub async fn upsert_device(&self, d: &DeviceRow, replace: bool) -> Result<bool, Error> {
-        let sql = if replace {
-            "INSERT INTO devices (id, site_id, kind, name, secret_hash, source, created_at, online) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 0) \
-             ON CONFLICT (id) DO UPDATE SET site_id = excluded.site_id, kind = excluded.kind, \
-             name = excluded.name, secret_hash = excluded.secret_hash, source = excluded.source"
-        } else {
-            "INSERT INTO devices (id, site_id, kind, name, secret_hash, source, created_at, online) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 0) ON CONFLICT (id) DO NOTHING"
-        };
-        let r = sqlx::query(sql)
-            .bind(&d.id)
-            .bind(&d.site_id)
-            .bind(&d.kind)
-            .bind(&d.name)
-            .bind(&d.secret_hash)
-            .bind(&d.source)
-            .bind(d.created_at)
-            .execute(&self.pool)
-            .await
-            .map_err(db("saving a device"))?;
-        Ok(r.rows_affected() == 1)
-    }
-
-    /// Deletes a device's row (its readings and findings stay, as history); true when it
-    /// existed.
-    pub async fn delete_device(&self, id: &str) -> Result<bool, Error> {
-        let r = sqlx::query("DELETE FROM devices WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db("deleting a device"))?;
-        Ok(r.rows_affected() == 1)
+        Ok(self.exec(&Self::save_device(d, replace), "saving a device").await? == 1)
     }
 
     pub async fn devices(&self) -> Result<Vec<DeviceRow>, Error> {
@@ -721,11 +690,20 @@ impl Store {
             .map_err(db("reading evidence"))
     }
 
-    /// The statement registering a new device (changes nothing when the id exists).
-    pub fn insert_device(d: &DeviceRow) -> Stmt {
+    /// The statement saving a device: a new one (nothing when the id exists), or, with
+    /// `replace`, its fields updated (configuration devices follow the file).
+    pub fn save_device(d: &DeviceRow, replace: bool) -> Stmt {
+        let on_conflict = if replace {
+            "DO UPDATE SET site_id = excluded.site_id, kind = excluded.kind, \
+             name = excluded.name, secret_hash = excluded.secret_hash, source = excluded.source"
+        } else {
+            "DO NOTHING"
+        };
         Stmt::new(
-            "INSERT INTO devices (id, site_id, kind, name, secret_hash, source, created_at, online) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 0) ON CONFLICT (id) DO NOTHING",
+            format!(
+                "INSERT INTO devices (id, site_id, kind, name, secret_hash, source, created_at, \
+                 online) VALUES ($1, $2, $3, $4, $5, $6, $7, 0) ON CONFLICT (id) {on_conflict}"
+            ),
             vec![
                 Bind::Text(d.id.clone()),
                 Bind::Text(d.site_id.clone()),
@@ -772,35 +750,11 @@ impl Store {
 
     /// Inserts or replaces a camera; returns false when `replace` is off and it exists.
     pub async fn upsert_camera(&self, c: &CameraRow, replace: bool) -> Result<bool, Error> {
-        let sql = if replace {
-            "INSERT INTO cameras (id, site_id, spec, source, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (id) DO UPDATE SET site_id = excluded.site_id, spec = excluded.spec, \
-             source = excluded.source, updated_at = excluded.updated_at"
-        } else {
-            "INSERT INTO cameras (id, site_id, spec, source, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING"
-        };
-        let r = sqlx::query(sql)
-            .bind(&c.id)
-            .bind(&c.site_id)
-            .bind(&c.spec)
-            .bind(&c.source)
-            .bind(c.created_at)
-            .bind(c.updated_at)
-            .execute(&self.pool)
-            .await
-            .map_err(db("saving a camera"))?;
-        Ok(r.rows_affected() == 1)
+        Ok(self.exec(&Self::save_camera(c, replace), "saving a camera").await? == 1)
     }
 
     pub async fn delete_camera(&self, id: &str) -> Result<bool, Error> {
-        let r = sqlx::query("DELETE FROM cameras WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db("deleting a camera"))?;
-        Ok(r.rows_affected() == 1)
+        Ok(self.exec(&Self::remove_camera(id), "deleting a camera").await? == 1)
     }
 
     pub async fn cameras(&self) -> Result<Vec<CameraRow>, Error> {
