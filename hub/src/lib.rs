@@ -14,6 +14,7 @@ pub mod cameras;
 pub mod demo;
 pub mod error;
 pub mod evidence;
+pub mod live;
 pub mod outputs;
 pub mod pipeline;
 pub mod registry;
