@@ -173,6 +173,9 @@ struct Shared {
     analysed: Arc<Counter>,
     /// Taken at stop, so that the writer ends once workers and monitor have finished.
     writer: Mutex<Option<mpsc::Sender<Batch>>>,
+    /// Each camera's live fragments, kept across restarts of its source (viewers then get the
+    /// new stream's init segment), removed with the camera.
+    rings: Mutex<BTreeMap<String, Arc<crate::live::ring::Ring>>>,
 }
 
 /// The running cameras.
@@ -219,6 +222,7 @@ impl CameraManager {
                 &[],
             ),
             writer: Mutex::new(Some(writer.clone())),
+            rings: Mutex::default(),
             settings,
         });
         let rx = Arc::new(Mutex::new(rx));
@@ -325,6 +329,23 @@ impl CameraManager {
         }
     }
 
+    /// The camera's live ring (made on first use).
+    fn ring(&self, id: &str) -> Arc<crate::live::ring::Ring> {
+        lock(&self.shared.rings)
+            .entry(id.to_owned())
+            .or_insert_with(|| crate::live::ring::Ring::new(Default::default()))
+            .clone()
+    }
+
+    /// A new live viewer of a camera: its cursor into the camera's shared fragments. `None`
+    /// for an unknown camera.
+    pub fn viewer(&self, id: &str) -> Option<crate::live::ring::Viewer> {
+        if !lock(&self.shared.cams).contains_key(id) {
+            return None;
+        }
+        Some(self.ring(id).viewer())
+    }
+
     /// Adds a camera or replaces the one with its id (restarting only that camera's source).
     pub fn put(&self, spec: config::Camera, source: &str, created_at: UnixMs) {
         let frames = lock(&self.shared.frames).clone();
@@ -344,6 +365,10 @@ impl CameraManager {
                     latency_ms: spec.latency_ms,
                     client: spec.rtsp_client,
                     stall_timeout: spec.stall_timeout,
+                    live: Some(ingest::source::LiveTap(Arc::new(crate::live::Tap::new(
+                        self.ring(spec.id.as_str()),
+                        spec.id.as_str(),
+                    )))),
                     analysis: match spec.analysis {
                         config::AnalysisMode::Keyframes => Analysis::Keyframes,
                         config::AnalysisMode::Fps => Analysis::Fps(spec.fps.unwrap_or(1)),
@@ -391,6 +416,9 @@ impl CameraManager {
     /// Removes a camera; false when there is none with this id.
     pub fn remove(&self, id: &str) -> bool {
         let old = lock(&self.shared.cams).remove(id);
+        if let Some(r) = lock(&self.shared.rings).remove(id) {
+            r.close();
+        }
         match old {
             Some(e) => {
                 if let Some(r) = e.running {

@@ -194,6 +194,8 @@ async fn session(
     };
     let started = Instant::now();
     let mut online = false;
+    // The live sink has had this connection's parameters.
+    let mut live_ready = false;
     let units_at_start = lock(health).frames_in;
     let (mut last_tick, mut last_units, mut bytes, mut last_bytes) =
         (Instant::now(), units_at_start, 0u64, 0u64);
@@ -233,6 +235,23 @@ async fn session(
                 h.input_fps = (h.frames_in - last_units) as f64 / dt.as_secs_f64();
                 h.bitrate = (bytes - last_bytes) as f64 * 8.0 / dt.as_secs_f64();
                 (last_tick, last_units, last_bytes) = (Instant::now(), h.frames_in, bytes);
+            }
+        }
+        if let Some(tap) = &spec.live {
+            if (frame.has_new_parameters() || !live_ready)
+                && let Some(ParametersRef::Video(v)) =
+                    demuxed.streams().get(video).and_then(|s| s.parameters())
+            {
+                let (w, h) = v.pixel_dimensions();
+                tap.0.parameters(v.extra_data(), w, h);
+                live_ready = true;
+            }
+            if live_ready {
+                tap.0.unit(
+                    frame.is_random_access_point(),
+                    frame.timestamp().elapsed(),
+                    frame.data(),
+                );
             }
         }
         if let Some(d) = decoder.as_mut() {

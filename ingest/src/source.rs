@@ -54,6 +54,28 @@ pub struct CameraSpec {
     pub client: RtspClient,
     /// A connected camera that delivered nothing for this long is reconnected.
     pub stall_timeout: Duration,
+    /// Where the camera's access units go, undecoded, for live viewing (native client only).
+    pub live: Option<LiveTap>,
+}
+
+/// Receives a camera's access units as they arrive, undecoded, to relay them to viewers.
+pub trait LiveSink: Send + Sync {
+    /// The stream's decoder configuration (the body of an `avcC` box) and picture size: at the
+    /// start of each connection and whenever the camera changes its parameters.
+    fn parameters(&self, avcc: &[u8], width: u32, height: u32);
+    /// One access unit in AVC format (4-byte NAL lengths); `pts` in 90 kHz ticks since the
+    /// connection's first unit.
+    fn unit(&self, key: bool, pts: i64, data: &[u8]);
+}
+
+/// A [`LiveSink`] in a camera's spec.
+#[derive(Clone)]
+pub struct LiveTap(pub std::sync::Arc<dyn LiveSink>);
+
+impl std::fmt::Debug for LiveTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LiveTap")
+    }
 }
 
 /// A decoded frame for analysis: RGB, tightly packed.

@@ -29,7 +29,7 @@ fn camera_json(c: &CameraView) -> Value {
 
 /// A camera within `scope` (of a site within it); `None` when it does not exist or lies
 /// outside (the same answer: 404).
-fn camera_in(s: &AppState, id: &str, scope: &Scope) -> Option<CameraView> {
+pub(super) fn camera_in(s: &AppState, id: &str, scope: &Scope) -> Option<CameraView> {
     s.cameras.get(id).filter(|c| s.registry.site_in_scope(c.spec.site.as_str(), scope))
 }
 

@@ -4,6 +4,7 @@
 mod admin;
 mod cameras;
 mod events;
+mod live;
 mod openapi;
 mod session;
 
@@ -117,6 +118,7 @@ fn routes() -> openapi::Routes {
         .patch("/api/v1/cameras/{id}", INTEGRATORS, cameras::update)
         .delete("/api/v1/cameras/{id}", INTEGRATORS, cameras::delete)
         .get("/api/v1/cameras/{id}/snapshot", VIEWERS, cameras::snapshot)
+        .get("/api/v1/cameras/{id}/live", VIEWERS, live::live)
         .post("/api/v1/config/reload", ADMINS, cameras::reload)
         .get("/api/v1/devices", VIEWERS, list_devices)
         .post("/api/v1/devices", INTEGRATORS, register_device)

@@ -485,6 +485,18 @@ pub fn document(sites: &[String], kinds: &[String]) -> Value {
             &[404, 409, 500],
         ),
     );
+    put(
+        "/api/v1/cameras/{id}/live",
+        "get",
+        op(
+            "The camera's live video as fragmented MP4 over a WebSocket (upgrade required): \
+             an init message and segment, then one binary fragment per access unit; \
+             {\"type\":\"dropped\",\"frames\":N} when the viewer fell behind",
+            vec![sc.path::<CameraId>("camera id")],
+            (101, "switching to the WebSocket", Value::Null),
+            &[400, 404],
+        ),
+    );
     let reload = json!({"type": "object", "required": ["cameras"], "properties": {"cameras": {
         "type": "object", "required": ["added", "changed", "removed"], "properties": {
             "added": {"type": "array", "items": {"type": "string"}},

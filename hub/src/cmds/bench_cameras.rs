@@ -196,6 +196,7 @@ async fn bare_rtsp(
                     analysis: Analysis::Keyframes,
                     client,
                     stall_timeout: ingest::camera::DEFAULT_STALL_TIMEOUT,
+                    live: None,
                 },
                 tx.clone(),
                 dropped.clone(),

@@ -36,6 +36,8 @@ struct Inner {
     frames: VecDeque<Fragment>,
     bytes: usize,
     next_seq: u64,
+    /// The camera was removed: viewers end.
+    closed: bool,
 }
 
 /// The limits of a ring.
@@ -83,6 +85,7 @@ impl Ring {
                 frames: VecDeque::new(),
                 bytes: 0,
                 next_seq: 0,
+                closed: false,
             }),
             limits,
             tick,
@@ -125,6 +128,19 @@ impl Ring {
         seq
     }
 
+    /// Ends every viewer (the camera is gone).
+    pub fn close(&self) {
+        let mut g = self.lock();
+        g.closed = true;
+        let next = g.next_seq;
+        drop(g);
+        self.tick.send_replace(next);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     /// The current init segment, if the stream has started.
     pub fn init(&self) -> Option<Arc<Init>> {
         self.lock().init.clone()
@@ -162,6 +178,9 @@ impl Viewer {
     /// when the ring is gone.
     pub async fn next(&mut self) -> Option<Next> {
         loop {
+            if self.ring.is_closed() {
+                return None;
+            }
             if let Some(n) = self.poll() {
                 return Some(n);
             }

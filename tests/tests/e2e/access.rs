@@ -279,6 +279,10 @@ fn request(
         ("get", "/api/v1/cameras/{id}/snapshot") => {
             (format!("/api/v1/cameras/{camera}/snapshot"), None, hidden(Want::Is(409)))
         }
+        // Not a WebSocket upgrade: refused after the scope check (tests/e2e/live.rs opens it).
+        ("get", "/api/v1/cameras/{id}/live") => {
+            (format!("/api/v1/cameras/{camera}/live"), None, hidden(Want::Is(400)))
+        }
         // Not started from a file.
         ("post", "/api/v1/config/reload") => (path.into(), None, Want::Is(409)),
         ("post", "/api/v1/devices") => (

@@ -97,6 +97,7 @@ async fn every_documented_route_answers_and_errors_say_why() -> anyhow::Result<(
             ("get", "/api/v1/cameras/{id}") => ("/api/v1/cameras/nope", 404),
             ("delete", "/api/v1/cameras/{id}") => ("/api/v1/cameras/nope", 404),
             ("get", "/api/v1/cameras/{id}/snapshot") => ("/api/v1/cameras/nope/snapshot", 404),
+            ("get", "/api/v1/cameras/{id}/live") => ("/api/v1/cameras/nope/live", 404),
             // This hub was not started from a file.
             ("post", "/api/v1/config/reload") => (*path, 409),
             other => panic!("{other:?}: add the route's expected answer to this test"),

@@ -37,6 +37,7 @@ fn camera(id: &str, url: String, client: RtspClient) -> (Camera, mpsc::Receiver<
         analysis: Analysis::Keyframes,
         client,
         stall_timeout: STALL,
+        live: None,
     };
     (Camera::start(spec, tx, Arc::new(Counter::default())), rx)
 }
@@ -195,6 +196,7 @@ async fn sampled_decoding_keeps_n_frames_a_second(client: RtspClient) -> anyhow:
         analysis: Analysis::Fps(5),
         client,
         stall_timeout: STALL,
+        live: None,
     };
     let cam = Camera::start(spec, tx, Arc::new(Counter::default()));
     let mut got = Vec::new();
@@ -226,6 +228,7 @@ async fn a_relay_only_camera_decodes_nothing() -> anyhow::Result<()> {
         analysis: Analysis::Off,
         client: RtspClient::Native,
         stall_timeout: STALL,
+        live: None,
     };
     let cam = Camera::start(spec, tx, Arc::new(Counter::default()));
     // Rates are the health's own measurement: positive once a tick has seen units (no

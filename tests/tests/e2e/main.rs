@@ -12,6 +12,7 @@ mod dynsec;
 mod findings_store;
 mod gateway_limits;
 mod layering;
+mod live;
 mod logs;
 mod offline;
 mod scenario;

@@ -1,0 +1,125 @@
+//! Live video over a real WebSocket: the camera's H.264 reaches viewers as fragmented MP4 —
+//! an init segment, then one fragment per access unit from a key frame — muxed once and shared;
+//! a foreign origin cannot open it, a department outside the camera's scope cannot see it.
+
+use std::time::Duration;
+
+use devices::camera::{Clip, SimCamera};
+use futures::{SinkExt, StreamExt};
+use hub::StartOptions;
+use mp4_atom::{Decode, Mdat, Moof, Moov};
+use serde_json::{Value, json};
+use tests::{TestHub, config_with, small_site};
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn open(
+    th: &TestHub,
+    camera: &str,
+    token: &str,
+    origin: Option<&str>,
+) -> anyhow::Result<Socket> {
+    let url = format!("{}/api/v1/cameras/{camera}/live", th.base.replace("http://", "ws://"));
+    let mut req = url.into_client_request()?;
+    req.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
+    if let Some(o) = origin {
+        req.headers_mut().insert("origin", o.parse()?);
+    }
+    Ok(tokio_tungstenite::connect_async(req).await?.0)
+}
+
+/// The next data message (pings are answered by the library).
+async fn next(ws: &mut Socket) -> anyhow::Result<Message> {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the socket closed"))??;
+        if matches!(m, Message::Text(_) | Message::Binary(_)) {
+            return Ok(m);
+        }
+    }
+}
+
+/// Reads the init message and segment, then `n` fragments: (codec, sample flags, sizes).
+async fn watch(ws: &mut Socket, n: usize) -> anyhow::Result<(String, Vec<(u32, usize)>)> {
+    let Message::Text(head) = next(ws).await? else { anyhow::bail!("expected the init message") };
+    let head: Value = serde_json::from_str(&head)?;
+    assert_eq!(head["type"], "init", "{head}");
+    let Message::Binary(init) = next(ws).await? else { anyhow::bail!("expected the init segment") };
+    let mut buf = &init[..];
+    mp4_atom::Ftyp::decode(&mut buf)?;
+    let moov = Moov::decode(&mut buf)?;
+    assert_eq!(moov.trak.len(), 1);
+    let mut frames = Vec::new();
+    while frames.len() < n {
+        match next(ws).await? {
+            Message::Binary(f) => {
+                let mut buf = &f[..];
+                let moof = Moof::decode(&mut buf)?;
+                let mdat = Mdat::decode(&mut buf)?;
+                assert!(buf.is_empty(), "one moof and one mdat per message");
+                let run = &moof.traf[0].trun[0];
+                assert_eq!(run.entries.len(), 1, "one access unit per fragment");
+                assert_eq!(run.entries[0].size, Some(mdat.data.len() as u32));
+                // AVC format: the first NAL's 4-byte length fits in the sample.
+                let first = u32::from_be_bytes(mdat.data[..4].try_into()?) as usize;
+                assert!(first + 4 <= mdat.data.len(), "a whole access unit");
+                frames.push((run.entries[0].flags.unwrap_or(0), mdat.data.len()));
+            }
+            Message::Text(t) => anyhow::bail!("unexpected message {t}"),
+            _ => {}
+        }
+    }
+    Ok((head["codec"].as_str().unwrap_or_default().to_owned(), frames))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_get_the_cameras_h264_as_fragmented_mp4_from_a_key_frame() -> anyhow::Result<()> {
+    let clip = Clip::synthetic(320, 180, 10, 2)?;
+    let sim = SimCamera::start(&clip, 0, "live")?;
+    let cfg = config_with(&format!(
+        "{}\n[[cameras]]\nid = \"gate\"\nsite = \"s1\"\nurl = \"{}\"\nanalysis = \"off\"\n",
+        small_site(&[]),
+        sim.url()
+    ))?;
+    let th = TestHub::start(cfg, StartOptions::default()).await?;
+    // Two viewers of one camera: both start at a key frame and follow it.
+    let mut a = open(&th, "gate", &th.admin_token, None).await?;
+    let mut b = open(&th, "gate", &th.admin_token, None).await?;
+    let (codec, frames) = watch(&mut a, 15).await?;
+    assert!(codec.starts_with("avc1."), "{codec}");
+    assert_eq!(frames[0].0, 0x0200_0000, "the first fragment is a key frame: {frames:?}");
+    assert!(frames.iter().skip(1).any(|f| f.0 == 0x0101_0000), "delta frames follow");
+    let (codec_b, frames_b) = watch(&mut b, 5).await?;
+    assert_eq!(codec_b, codec);
+    assert_eq!(frames_b[0].0, 0x0200_0000);
+    // The camera is relayed, never decoded.
+    let cam = th.get("/api/v1/cameras/gate").await?;
+    assert_eq!(cam["health"]["frames_decoded"], 0, "{cam}");
+
+    // Another origin cannot open the socket with our credentials.
+    let err = open(&th, "gate", &th.admin_token, Some("http://evil.example")).await.unwrap_err();
+    assert!(err.to_string().contains("403"), "{err}");
+    // A department outside the camera's scope gets 404, as for no camera at all.
+    let r = th
+        .http
+        .post(format!("{}/api/v1/departments", th.base))
+        .json(&json!({"id": "other", "name": "Other", "region": "620100", "industries": ["food"],
+                      "uscc": "91350100M000100Y43"}))
+        .send()
+        .await?;
+    assert!(r.status().is_success());
+    let other = tests::create_token(&th.hub.store, &["department"], Some("other"), None).await?;
+    let err = open(&th, "gate", &other, None).await.unwrap_err();
+    assert!(err.to_string().contains("404"), "{err}");
+    let err = open(&th, "gate", "hubt_nope", None).await.unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+
+    let _ = a.close(None).await;
+    let _ = b.send(Message::Close(None)).await;
+    th.stop().await;
+    drop(sim);
+    Ok(())
+}
