@@ -156,6 +156,8 @@ pub struct CameraView {
     pub starts: u64,
     /// What analysis did (`analysis` is the camera's decode mode).
     pub stats: AnalysisStats,
+    /// Live viewers watching now (all share the one pull).
+    pub viewers: usize,
 }
 
 struct Shared {
@@ -432,11 +434,21 @@ impl CameraManager {
     }
 
     pub fn get(&self, id: &str) -> Option<CameraView> {
-        lock(&self.shared.cams).get(id).map(view)
+        lock(&self.shared.cams).get(id).map(|e| self.with_viewers(view(e)))
     }
 
     pub fn list(&self) -> Vec<CameraView> {
-        lock(&self.shared.cams).values().map(view).collect()
+        lock(&self.shared.cams).values().map(|e| self.with_viewers(view(e))).collect()
+    }
+
+    fn with_viewers(&self, mut v: CameraView) -> CameraView {
+        v.viewers = lock(&self.shared.rings).get(v.spec.id.as_str()).map_or(0, |r| r.viewers());
+        v
+    }
+
+    /// Live viewers of all cameras now (the `hub_live_viewers` gauge).
+    pub fn viewers(&self) -> usize {
+        lock(&self.shared.rings).values().map(|r| r.viewers()).sum()
     }
 
     /// The spec and source of a camera (URL credentials included, for PATCH).
@@ -774,6 +786,7 @@ fn view(e: &Entry) -> CameraView {
         health,
         starts: e.starts,
         stats: lock(&e.scene.stats).clone(),
+        viewers: 0,
     }
 }
 

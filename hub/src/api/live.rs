@@ -33,9 +33,20 @@ pub(super) async fn live(
             e.body_text()
         ))
     })?;
-    let viewer = s.cameras.viewer(&id).ok_or_else(|| Error::NotFound(format!("camera {id:?}")))?;
-    let shutdown = s.shutdown.clone();
-    Ok(ws.on_upgrade(move |socket| serve(socket, viewer, shutdown)).into_response())
+    let (cameras, metrics, shutdown) = (s.cameras.clone(), s.metrics.clone(), s.shutdown.clone());
+    Ok(ws
+        .on_upgrade(move |socket| async move {
+            let Some(viewer) = cameras.viewer(&id) else { return };
+            let gauge = metrics.gauge(
+                common::metrics::names::LIVE_VIEWERS,
+                "Live viewers of all cameras now (each camera's viewers share one pull)",
+                &[],
+            );
+            gauge.set(cameras.viewers() as i64);
+            serve(socket, viewer, shutdown).await;
+            gauge.set(cameras.viewers() as i64);
+        })
+        .into_response())
 }
 
 async fn serve(mut socket: WebSocket, mut viewer: Viewer, shutdown: common::Shutdown) {

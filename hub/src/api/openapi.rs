@@ -783,6 +783,8 @@ fn camera_view_schema(camera: &Value) -> Value {
             "frames_decoded": count, "frames_dropped": count,
             "last_keyframe_at": {"type": ["string", "null"]},
             "last_error": {"type": ["string", "null"]}, "reconnects": count}},
+        "viewers": {"type": "integer", "minimum": 0,
+            "description": "live viewers now; they share one pull"},
         "stats": {"type": "object", "properties": {
             "frames_analysed": count, "frames_still": count, "firings": count,
             "analysis_error": {"type": ["string", "null"]}}}

@@ -63,6 +63,8 @@ pub struct Ring {
     limits: Limits,
     /// The next sequence number (newest + 1): viewers wait on it.
     tick: watch::Sender<u64>,
+    /// Viewers reading this ring now.
+    viewers: std::sync::atomic::AtomicUsize,
 }
 
 /// What a viewer gets next.
@@ -89,6 +91,7 @@ impl Ring {
             }),
             limits,
             tick,
+            viewers: Default::default(),
         })
     }
 
@@ -148,7 +151,13 @@ impl Ring {
 
     /// A new viewer: it starts at the newest key frame (an instant picture), then follows.
     pub fn viewer(self: &Arc<Self>) -> Viewer {
+        self.viewers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Viewer { ring: self.clone(), rx: self.tick.subscribe(), generation: 0, cursor: None }
+    }
+
+    /// How many viewers read this ring now.
+    pub fn viewers(&self) -> usize {
+        self.viewers.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Frames kept and their bytes (for metrics and tests).
@@ -171,6 +180,12 @@ pub struct Viewer {
     generation: u64,
     /// The next sequence number this viewer wants; None: start at the newest key frame.
     cursor: Option<u64>,
+}
+
+impl Drop for Viewer {
+    fn drop(&mut self) {
+        self.ring.viewers.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Viewer {
@@ -270,11 +285,15 @@ mod tests {
         }
         assert!(v.poll().is_none(), "at the live edge");
         let mut w = r.viewer();
+        assert_eq!(r.viewers(), 2);
         w.poll();
         let Some(Next::Frame(a)) = w.poll() else { panic!() };
         let g = r.lock();
         let b = &g.frames.iter().find(|f| f.seq == a.seq).unwrap().data;
         assert_eq!(a.data.as_ptr(), b.as_ptr(), "viewers share one copy of each fragment");
+        drop(g);
+        drop(w);
+        assert_eq!(r.viewers(), 1, "a viewer that leaves is no longer counted");
     }
 
     #[test]

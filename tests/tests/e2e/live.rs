@@ -95,9 +95,12 @@ async fn viewers_get_the_cameras_h264_as_fragmented_mp4_from_a_key_frame() -> an
     let (codec_b, frames_b) = watch(&mut b, 5).await?;
     assert_eq!(codec_b, codec);
     assert_eq!(frames_b[0].0, 0x0200_0000);
-    // The camera is relayed, never decoded.
+    // The camera is relayed, never decoded; both viewers are counted, in the camera and in
+    // the metrics.
     let cam = th.get("/api/v1/cameras/gate").await?;
     assert_eq!(cam["health"]["frames_decoded"], 0, "{cam}");
+    assert_eq!(cam["viewers"], 2, "{cam}");
+    assert_eq!(th.metric("hub_live_viewers").await?, 2.0);
 
     // Another origin cannot open the socket with our credentials.
     let err = open(&th, "gate", &th.admin_token, Some("http://evil.example")).await.unwrap_err();
@@ -119,6 +122,11 @@ async fn viewers_get_the_cameras_h264_as_fragmented_mp4_from_a_key_frame() -> an
 
     let _ = a.close(None).await;
     let _ = b.send(Message::Close(None)).await;
+    // Viewers that leave are no longer counted.
+    tests::wait_for(Duration::from_secs(10), "the viewers gone", || async {
+        Ok((th.get("/api/v1/cameras/gate").await?["viewers"] == 0).then_some(()))
+    })
+    .await?;
     th.stop().await;
     drop(sim);
     Ok(())
