@@ -559,8 +559,12 @@ fn default_offline_after() -> Duration {
     Duration::from_secs(30)
 }
 
+/// A connected camera that delivered nothing for this long is reconnected, unless
+/// `cameras[].stall_timeout` says otherwise.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn default_stall_timeout() -> Duration {
-    Duration::from_secs(10)
+    DEFAULT_STALL_TIMEOUT
 }
 
 fn default_true() -> bool {

@@ -25,7 +25,6 @@ use std::time::Duration;
 
 use common::Shutdown;
 use futures::future::BoxFuture;
-use rand::Rng;
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet, QoS};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -143,7 +142,10 @@ impl Dynsec {
                 (client.clone(), pending.clone(), last_error.clone());
             let url = cfg.url.clone();
             async move {
-                let mut backoff = Duration::from_millis(200);
+                let mut backoff = crate::backoff::Backoff::new(
+                    Duration::from_millis(200),
+                    Duration::from_secs(10),
+                );
                 loop {
                     let ev = tokio::select! {
                         biased;
@@ -157,7 +159,7 @@ impl Dynsec {
                         Ok(Event::Incoming(Packet::ConnAck(c)))
                             if c.code == ConnectReturnCode::Success =>
                         {
-                            backoff = Duration::from_millis(200);
+                            backoff.reset();
                             let _ = client.try_subscribe(RESPONSE_TOPIC, QoS::AtLeastOnce);
                         }
                         Ok(Event::Incoming(Packet::SubAck(_))) => {
@@ -180,16 +182,13 @@ impl Dynsec {
                             };
                             *last_error.lock().unwrap_or_else(|e| e.into_inner()) =
                                 Some(msg.clone());
-                            let jitter =
-                                rand::thread_rng().gen_range(0..=backoff.as_millis() as u64 / 2);
-                            let wait = backoff + Duration::from_millis(jitter);
+                            let wait = backoff.next();
                             warn!(url = %url, error = %msg, retry_in = ?wait, "dynamic-security admin connection failed");
                             tokio::select! {
                                 biased;
                                 _ = shutdown.cancelled() => return,
                                 _ = tokio::time::sleep(wait) => {}
                             }
-                            backoff = (backoff * 2).min(Duration::from_secs(10));
                         }
                     }
                 }

@@ -14,7 +14,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::Shutdown;
 use common::metrics::{Registry, names};
-use rand::Rng;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -106,7 +105,8 @@ impl ExternalBroker {
         );
         let filters = [topic::TELEMETRY_FILTER, topic::STATUS_FILTER]
             .map(|f| format!("$share/{}/{f}", self.cfg.shared_group));
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff =
+            crate::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         let mut acked = 0;
         loop {
             let ev = tokio::select! {
@@ -121,7 +121,7 @@ impl ExternalBroker {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     info!(url = %self.cfg.url, "connected to the external MQTT broker");
                     acked = 0;
-                    backoff = Duration::from_millis(200);
+                    backoff.reset();
                     for f in &filters {
                         // Queued in the client; sent by the event loop.
                         let _ = self.client.try_subscribe(f.as_str(), QoS::AtLeastOnce);
@@ -150,15 +150,13 @@ impl ExternalBroker {
                 Ok(_) => {}
                 Err(e) => {
                     self.ready.store(false, Ordering::Relaxed);
-                    let jitter = rand::thread_rng().gen_range(0..=backoff.as_millis() as u64 / 2);
-                    let wait = backoff + Duration::from_millis(jitter);
+                    let wait = backoff.next();
                     warn!(url = %self.cfg.url, error = %e, retry_in = ?wait, "external MQTT broker connection failed");
                     tokio::select! {
                         biased;
                         _ = shutdown.cancelled() => return Ok(()),
                         _ = tokio::time::sleep(wait) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
             }
         }

@@ -35,7 +35,7 @@ pub(crate) fn run(
     if !gst_ready(&health) {
         return;
     }
-    let mut backoff = Backoff::new();
+    let mut backoff = camera_backoff();
     loop {
         lock(&health).state = CameraState::Connecting;
         match run_once(&spec, &frames, &dropped, &health, &stop) {

@@ -16,6 +16,7 @@
 //! bounded channel and leaves their meaning to the hub.
 
 pub mod ack;
+mod backoff;
 pub mod broker;
 pub mod camera;
 pub mod dynsec;

@@ -31,8 +31,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::source::{
-    Analysis, Backoff, CONNECT_TIMEOUT, CameraSpec, CameraState, Frame, Health, decode_chain,
-    gst_ready, lock, now_ms, on_failure, send_frames_to,
+    Analysis, CONNECT_TIMEOUT, CameraSpec, CameraState, Frame, Health, camera_backoff,
+    decode_chain, gst_ready, lock, now_ms, on_failure, send_frames_to,
 };
 
 /// Access units waiting for the decoder at most; more are dropped and counted.
@@ -93,7 +93,7 @@ async fn run(
     if !gst_ready(&health) {
         return;
     }
-    let mut backoff = Backoff::new();
+    let mut backoff = camera_backoff();
     loop {
         lock(&health).state = CameraState::Connecting;
         let why = tokio::select! {

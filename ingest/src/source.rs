@@ -11,19 +11,23 @@ use common::metrics::Counter;
 use common::{CameraId, UnixMs};
 use gstreamer as gst;
 use gstreamer_app as gst_app;
-use rand::Rng;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::warn;
 
 /// A connected camera that delivered nothing for this long is restarted, unless its spec says
-/// otherwise ([`CameraSpec::stall_timeout`], the configuration's `cameras[].stall_timeout`).
-pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// otherwise ([`CameraSpec::stall_timeout`]): the configuration's default.
+pub use config::DEFAULT_STALL_TIMEOUT;
 /// Connecting (until the first data) may take this long.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest wait between reconnection attempts (before up to 25 % jitter): a camera is back
+/// Longest wait between a camera's reconnection attempts (before jitter): a camera is back
 /// within about a second of its server's return, plus the RTSP set-up.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A camera's reconnection delays: 250 ms doubling up to [`MAX_BACKOFF`].
+pub(crate) fn camera_backoff() -> crate::backoff::Backoff {
+    crate::backoff::Backoff::new(Duration::from_millis(250), MAX_BACKOFF)
+}
 
 /// How much of a camera's stream is decoded for analysis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -166,22 +170,6 @@ pub(crate) fn gst_ready(health: &Mutex<Health>) -> bool {
             lock(health).last_error = Some(format!("GStreamer: {e}"));
             false
         }
-    }
-}
-
-/// Reconnection delays: 250 ms doubling up to [`MAX_BACKOFF`], each with up to 25 % jitter.
-pub(crate) struct Backoff(Duration);
-
-impl Backoff {
-    pub(crate) fn new() -> Self {
-        Backoff(Duration::from_millis(250))
-    }
-
-    pub(crate) fn next(&mut self) -> Duration {
-        let jitter = rand::thread_rng().gen_range(0..=self.0.as_millis() as u64 / 4);
-        let wait = self.0 + Duration::from_millis(jitter);
-        self.0 = (self.0 * 2).min(MAX_BACKOFF);
-        wait
     }
 }
 
