@@ -59,19 +59,6 @@ impl Uscc {
         Ok(Self(s.to_owned()))
     }
 
-    /// The code made of these 17 characters and their check character.
-    pub fn with_check_char(first17: &str) -> Result<Self, CodeError> {
-        if first17.len() != 17 {
-            return Err(CodeError::Length { expected: 17, got: first17.chars().count() });
-        }
-        // Any valid 18th character makes `new` report the one required.
-        match Self::new(&format!("{first17}0")) {
-            Ok(u) => Ok(u),
-            Err(CodeError::Check { expected, .. }) => Self::new(&format!("{first17}{expected}")),
-            Err(e) => Err(e),
-        }
-    }
-
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -232,16 +232,16 @@ pub fn credentials(
 /// The demo's departments: (id, name, region, industries, USCC). The duty room is the
 /// province's; the two city departments differ in region and industry.
 const DEPARTMENTS: &[(&str, &str, &str, &[&str], &str)] = &[
-    ("duty-room", "Shaanxi duty room", "610000", &["food", "transport"], "11610000MB1234567X"),
+    ("duty-room", "Shaanxi duty room", "610000", &["food", "transport"], "11610000MB12345675"),
     (
         "shaanxi-market",
         "Shaanxi market regulation",
         "610000",
         &["food", "transport"],
-        "11610000MB2345678X",
+        "11610000MB2345678N",
     ),
-    ("xian-food", "Xi'an food safety", "610100", &["food"], "11610100MB3456789X"),
-    ("xianyang-transport", "Xianyang transport", "610400", &["transport"], "11610400MB4567890X"),
+    ("xian-food", "Xi'an food safety", "610100", &["food"], "11610100MB3456789D"),
+    ("xianyang-transport", "Xianyang transport", "610400", &["transport"], "11610400MB4567890F"),
 ];
 
 /// The demo's people: (username, role, department).
@@ -278,7 +278,7 @@ async fn accounts(
             name: (*name).into(),
             region: (*region).into(),
             industries: industries.iter().map(|i| (*i).to_owned()).collect(),
-            uscc: with_check(uscc),
+            uscc: (*uscc).into(),
         };
         match accounts::create_department(
             store,
@@ -345,11 +345,6 @@ async fn accounts(
     Ok((users, token))
 }
 
-/// A USCC from its first 17 characters and a placeholder: the check character computed.
-fn with_check(s: &str) -> String {
-    common::Uscc::with_check_char(&s[..17]).map_or_else(|_| s.to_owned(), |u| u.as_str().to_owned())
-}
-
 /// Runs the demo until shutdown.
 pub async fn run(opts: DemoOptions, shutdown: Shutdown) -> Result<(), Error> {
     std::fs::create_dir_all(&opts.data_dir).map_err(|source| Error::Io {
@@ -407,4 +402,15 @@ pub async fn run(opts: DemoOptions, shutdown: Shutdown) -> Result<(), Error> {
     hub.wait().await;
     drop(camera_server);
     Ok(())
+}
+
+#[cfg(test)]
+mod account_tests {
+    #[test]
+    fn the_demo_departments_have_valid_codes() {
+        for (id, _, region, _, uscc) in super::DEPARTMENTS {
+            assert!(common::Uscc::new(uscc).is_ok(), "{id}: {uscc}");
+            assert!(common::RegionCode::new(region).is_ok(), "{id}: {region}");
+        }
+    }
 }

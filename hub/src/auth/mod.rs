@@ -401,13 +401,8 @@ async fn verify(
             return Err(unauthenticated("this API token has expired"));
         }
         if t.last_used_at.is_none_or(|l| now - l > TOUCH_EVERY_MS) {
-            // Beside the request: a busy or locked database never delays it.
             let (store, id) = (store.clone(), t.id);
-            tokio::spawn(async move {
-                if let Err(e) = store.touch_token(id, now).await {
-                    tracing::debug!(error = %e, token = id, "recording a token's use failed");
-                }
-            });
+            beside("recording a token's use", async move { store.touch_token(id, now).await });
         }
         let department = match &t.department_id {
             Some(d) => store.department(d).await?,
@@ -437,11 +432,7 @@ async fn verify(
     }
     if now - s.last_seen > TOUCH_EVERY_MS {
         let (store, id) = (store.clone(), id_hash.clone());
-        tokio::spawn(async move {
-            if let Err(e) = store.touch_session(&id, now).await {
-                tracing::debug!(error = %e, "refreshing a session failed");
-            }
-        });
+        beside("refreshing a session", async move { store.touch_session(&id, now).await });
     }
     let department = match &u.department_id {
         Some(d) => store.department(d).await?,
@@ -457,6 +448,19 @@ async fn verify(
         credential: Credential::Session { id_hash, csrf: s.csrf, user_id: u.id },
         address: address.to_owned(),
     }))
+}
+
+/// Bookkeeping run beside the request (a busy or locked database never delays it); a failure
+/// only costs the bookkeeping.
+fn beside(
+    what: &'static str,
+    work: impl std::future::Future<Output = Result<(), Error>> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        if let Err(e) = work.await {
+            tracing::debug!(error = %e, "{what} failed");
+        }
+    });
 }
 
 /// The client's address: the socket peer (`ConnectInfo`), `-` when unknown (in-process

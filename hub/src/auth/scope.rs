@@ -13,6 +13,8 @@ use std::collections::BTreeSet;
 
 use common::Industry;
 
+use crate::store::Bind;
+
 /// The site facts scope looks at.
 #[derive(Debug, Clone, Copy)]
 pub struct SiteFacts<'a> {
@@ -91,28 +93,27 @@ impl Scope {
     }
 
     /// A condition on `column` (a site id) admitting exactly the sites [`Scope::admits`]
-    /// admits, for a `WHERE … AND {condition}`; its parameters are appended to `binds` and
-    /// numbered (`$N`, both backends) after `before` parameters of the query and the ones
-    /// already in `binds`.
-    pub fn sql(&self, column: &str, before: usize, binds: &mut Vec<String>) -> String {
+    /// admits, for a `WHERE … AND {condition}`; its parameters are appended to `binds`, the
+    /// query's parameters so far, and numbered after them (`$N`, both backends).
+    pub fn sql(&self, column: &str, binds: &mut Vec<Bind>) -> String {
         let Scope::Limited { department, integrator } = self else { return "1 = 1".into() };
         let mut any = Vec::new();
         if let Some(d) = department
             && !d.industries.is_empty()
         {
             // The prefix is digits only (a validated region code): no LIKE metacharacters.
-            binds.push(format!("{}%", d.prefix));
+            binds.push(Bind::Text(format!("{}%", d.prefix)));
             let industries: Vec<String> =
                 d.industries.iter().map(|i| format!("'{}'", i.as_str())).collect();
             any.push(format!(
                 "(region LIKE ${} AND industry IN ({}))",
-                before + binds.len(),
+                binds.len(),
                 industries.join(",")
             ));
         }
         if let Some(i) = integrator {
-            binds.push(i.clone());
-            any.push(format!("integrator = ${}", before + binds.len()));
+            binds.push(Bind::Text(i.clone()));
+            any.push(format!("integrator = ${}", binds.len()));
         }
         if any.is_empty() {
             return "1 = 0".into();

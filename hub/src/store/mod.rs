@@ -14,6 +14,7 @@ use crate::error::Error;
 
 pub mod auth;
 pub use crate::auth::Scope;
+use auth::bind_all;
 pub use auth::{
     AuditEntry, AuditFilter, AuditRow, Bind, DepartmentRow, SessionRow, Stmt, TokenRow, UserRow,
 };
@@ -470,13 +471,12 @@ impl Store {
     /// The ids of the stored sites within `scope`, sorted (the scope's SQL form, for checks).
     pub async fn site_ids_in(&self, scope: &Scope) -> Result<Vec<String>, Error> {
         let mut binds = Vec::new();
-        let cond = scope.sql("id", 0, &mut binds);
+        let cond = scope.sql("id", &mut binds);
         let sql = format!("SELECT id FROM sites WHERE {cond} ORDER BY id");
-        let mut q = sqlx::query(&sql);
-        for b in &binds {
-            q = q.bind(b.as_str());
-        }
-        let rows = q.fetch_all(&self.pool).await.map_err(db("listing sites"))?;
+        let rows = bind_all(sqlx::query(&sql), &binds)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("listing sites"))?;
         rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>().map_err(db("reading sites"))
     }
 
@@ -603,16 +603,11 @@ impl Store {
 
     /// Findings within `scope` matching the filter, newest first.
     pub async fn findings(&self, f: &FindingFilter, scope: &Scope) -> Result<Vec<Finding>, Error> {
-        enum Bind {
-            Text(String),
-            Int(i64),
-        }
-        let mut scope_binds = Vec::new();
+        let mut binds = Vec::new();
         let mut sql = format!(
             "SELECT {FINDING_COLUMNS} FROM findings WHERE {}",
-            scope.sql("site_id", 0, &mut scope_binds)
+            scope.sql("site_id", &mut binds)
         );
-        let mut binds: Vec<Bind> = scope_binds.into_iter().map(Bind::Text).collect();
         let mut cond = |sql: &mut String, c: &str, b: Bind| {
             binds.push(b);
             let _ = write!(sql, " AND {c} ${}", binds.len());
@@ -648,14 +643,10 @@ impl Store {
             let _ = write!(sql, " AND severity IN ({})", list(names));
         }
         let _ = write!(sql, " ORDER BY id DESC LIMIT {}", f.limit.clamp(1, 1000));
-        let mut q = sqlx::query(&sql);
-        for b in binds {
-            q = match b {
-                Bind::Text(t) => q.bind(t),
-                Bind::Int(i) => q.bind(i),
-            };
-        }
-        let rows = q.fetch_all(&self.pool).await.map_err(db("listing findings"))?;
+        let rows = bind_all(sqlx::query(&sql), &binds)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("listing findings"))?;
         rows.iter().map(finding_from_row).collect::<Result<_, _>>().map_err(db("reading findings"))
     }
 
@@ -781,17 +772,13 @@ impl Store {
 
     /// One finding, `None` when it does not exist or lies outside `scope` (the same answer).
     pub async fn finding(&self, id: i64, scope: &Scope) -> Result<Option<Finding>, Error> {
-        let mut binds = Vec::new();
-        let cond = scope.sql("site_id", 0, &mut binds);
-        let sql = format!(
-            "SELECT {FINDING_COLUMNS} FROM findings WHERE {cond} AND id = ${}",
-            binds.len() + 1
-        );
-        let mut q = sqlx::query(&sql);
-        for b in &binds {
-            q = q.bind(b.as_str());
-        }
-        let row = q.bind(id).fetch_optional(&self.pool).await.map_err(db("reading a finding"))?;
+        let mut binds = vec![Bind::Int(id)];
+        let cond = scope.sql("site_id", &mut binds);
+        let sql = format!("SELECT {FINDING_COLUMNS} FROM findings WHERE id = $1 AND {cond}");
+        let row = bind_all(sqlx::query(&sql), &binds)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("reading a finding"))?;
         row.as_ref().map(finding_from_row).transpose().map_err(db("reading a finding"))
     }
 
@@ -865,12 +852,16 @@ impl Store {
     ) -> Result<(Vec<Reading>, Option<ReadingsCursor>), Error> {
         let limit = limit.clamp(1, 10_000);
         // Readings belong to the device's site.
-        let mut binds = Vec::new();
+        let mut binds = vec![
+            Bind::Text(device.to_owned()),
+            Bind::Int(since.unwrap_or(i64::MIN)),
+            Bind::Int(until.unwrap_or(i64::MAX)),
+            Bind::Int(after.map_or(i64::MAX, |c| c.ts)),
+        ];
         let in_scope = if scope.is_all() {
             "1 = 1".to_owned()
         } else {
-            // Numbered after the four fixed parameters.
-            let cond = scope.sql("site_id", 4, &mut binds);
+            let cond = scope.sql("site_id", &mut binds);
             format!("device_id IN (SELECT id FROM devices WHERE {cond})")
         };
         // One more than the page, to know whether another page follows.
@@ -881,15 +872,10 @@ impl Store {
             limit + 1,
             after.map_or(0, |c| c.skip.max(0))
         );
-        let mut q = sqlx::query(&sql)
-            .bind(device)
-            .bind(since.unwrap_or(i64::MIN))
-            .bind(until.unwrap_or(i64::MAX))
-            .bind(after.map_or(i64::MAX, |c| c.ts));
-        for b in &binds {
-            q = q.bind(b.as_str());
-        }
-        let rows = q.fetch_all(&self.pool).await.map_err(db("listing readings"))?;
+        let rows = bind_all(sqlx::query(&sql), &binds)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("listing readings"))?;
         let mut items = rows
             .iter()
             .map(|r| {
