@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 pub mod names {
     pub const MQTT_CONNECTIONS: &str = "hub_mqtt_connections";
     pub const LIVE_VIEWERS: &str = "hub_live_viewers";
+    pub const CAMERA_PULLS: &str = "hub_camera_pulls";
     pub const MQTT_AUTH_FAILURES: &str = "hub_mqtt_auth_failures_total";
     pub const MQTT_ACL_DENIED: &str = "hub_mqtt_acl_denied_total";
     pub const MQTT_OVERSIZED: &str = "hub_mqtt_oversized_total";

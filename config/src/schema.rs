@@ -425,6 +425,10 @@ pub struct Vision {
     /// Evidence images (and their rows) older than this are deleted; the findings stay.
     #[serde(with = "humantime_serde")]
     pub evidence_retention: Duration,
+    /// A camera pulled on demand (relay-only, `pull = "auto"`) is disconnected this long after
+    /// its last live viewer leaves (a viewer coming back within it finds the picture at once).
+    #[serde(with = "humantime_serde")]
+    pub live_linger: Duration,
 }
 
 impl Default for Vision {
@@ -438,8 +442,23 @@ impl Default for Vision {
             utc_offset: "+08:00".into(),
             jpeg_quality: 85,
             evidence_retention: Duration::from_secs(90 * 86400),
+            live_linger: Duration::from_secs(20),
         }
     }
+}
+
+/// When a camera is connected.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum PullMode {
+    /// An analysed camera always; a relay-only one (`analysis = "off"`) only while someone
+    /// watches it live, stopped `vision.live_linger` after the last viewer leaves.
+    #[default]
+    Auto,
+    /// Always, even relay-only (its outages are then watched and raise findings).
+    Always,
 }
 
 /// How much of a camera's stream is decoded for analysis.
@@ -536,6 +555,9 @@ pub struct Camera {
     /// small grayscale copy against its running average must reach this. Unset = always analyse.
     #[serde(default)]
     pub motion_threshold: Option<f32>,
+    /// `auto`: relay-only cameras are pulled only while watched; `always`: always.
+    #[serde(default)]
+    pub pull: PullMode,
     /// A stopped camera is kept in the list but not pulled.
     #[serde(default = "default_true")]
     pub enabled: bool,

@@ -47,6 +47,8 @@ pub struct VisionSettings {
     /// `data_dir/evidence`.
     pub evidence_dir: PathBuf,
     pub evidence_retention: Duration,
+    /// An on-demand pull stops this long after its last viewer leaves.
+    pub live_linger: Duration,
 }
 
 impl VisionSettings {
@@ -60,6 +62,7 @@ impl VisionSettings {
             jpeg_quality: v.jpeg_quality,
             evidence_dir: cfg.data_dir.join("evidence"),
             evidence_retention: v.evidence_retention,
+            live_linger: v.live_linger,
         }
     }
 }
@@ -107,6 +110,29 @@ struct Entry {
     scene: Arc<Scene>,
     /// The offline monitor's view of the camera.
     watch: Watch,
+    /// When the pull last started or stopped.
+    pull_changed: UnixMs,
+    /// An on-demand pull without viewers: since when, and when it stops (Unix ms).
+    idle_since: Option<(std::time::Instant, UnixMs)>,
+}
+
+/// A relay-only camera with `pull = "auto"` is connected only while someone watches it.
+fn on_demand(c: &config::Camera) -> bool {
+    c.analysis == config::AnalysisMode::Off && c.pull == config::PullMode::Auto
+}
+
+/// How a camera is pulled now (the camera JSON's `pull`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PullView {
+    /// `always` (analysed, or `pull = "always"`) or `on_demand` (relay-only: only while
+    /// someone watches).
+    pub mode: &'static str,
+    /// Connected (or connecting) now.
+    pub active: bool,
+    /// When the pull last started or stopped (Unix ms).
+    pub since: UnixMs,
+    /// An on-demand pull that nobody watches stops at this time (Unix ms).
+    pub stops_at: Option<UnixMs>,
 }
 
 /// What the offline monitor knows of a camera: when it last delivered, and whether its
@@ -158,6 +184,7 @@ pub struct CameraView {
     pub stats: AnalysisStats,
     /// Live viewers watching now (all share the one pull).
     pub viewers: usize,
+    pub pull: PullView,
 }
 
 struct Shared {
@@ -176,8 +203,10 @@ struct Shared {
     /// Taken at stop, so that the writer ends once workers and monitor have finished.
     writer: Mutex<Option<mpsc::Sender<Batch>>>,
     /// Each camera's live fragments, kept across restarts of its source (viewers then get the
-    /// new stream's init segment), removed with the camera.
+    /// new stream's init segment), removed with the camera. Locked after `cams` when both are.
     rings: Mutex<BTreeMap<String, Arc<crate::live::ring::Ring>>>,
+    /// Cameras connected now (`hub_camera_pulls`).
+    pulls: Arc<common::metrics::Gauge>,
 }
 
 /// The running cameras.
@@ -225,6 +254,11 @@ impl CameraManager {
             ),
             writer: Mutex::new(Some(writer.clone())),
             rings: Mutex::default(),
+            pulls: metrics.gauge(
+                common::metrics::names::CAMERA_PULLS,
+                "Cameras connected now (relay-only cameras only while someone watches them)",
+                &[],
+            ),
             settings,
         });
         let rx = Arc::new(Mutex::new(rx));
@@ -341,16 +375,100 @@ impl CameraManager {
 
     /// A new live viewer of a camera: its cursor into the camera's shared fragments. `None`
     /// for an unknown camera.
+    /// An on-demand camera nobody watched is connected now.
     pub fn viewer(&self, id: &str) -> Option<crate::live::ring::Viewer> {
-        if !lock(&self.shared.cams).contains_key(id) {
+        let mut cams = lock(&self.shared.cams);
+        let e = cams.get_mut(id)?;
+        let viewer = self.ring(id).viewer();
+        e.idle_since = None;
+        if e.running.is_none() && on_demand(&e.spec) {
+            e.running = self.start_source(&e.spec);
+            if e.running.is_some() {
+                e.starts += 1;
+                e.pull_changed = now_ms();
+                // A new pull, not an outage: the monitor counts from now.
+                e.watch = Watch { raised: e.watch.raised, ..Watch::new() };
+                info!(camera = %id, "camera pulled for a live viewer");
+            }
+        }
+        drop(cams);
+        self.count_pulls();
+        Some(viewer)
+    }
+
+    /// Starts a camera's source (None when disabled or while the hub stops).
+    fn start_source(&self, spec: &config::Camera) -> Option<Source> {
+        let frames = lock(&self.shared.frames).clone()?;
+        if !spec.enabled {
             return None;
         }
-        Some(self.ring(id).viewer())
+        Some(Source::start(
+            CameraSpec {
+                id: spec.id.clone(),
+                url: spec.url.clone(),
+                latency_ms: spec.latency_ms,
+                client: spec.rtsp_client,
+                stall_timeout: spec.stall_timeout,
+                live: Some(ingest::source::LiveTap(Arc::new(crate::live::Tap::new(
+                    self.ring(spec.id.as_str()),
+                    spec.id.as_str(),
+                )))),
+                analysis: match spec.analysis {
+                    config::AnalysisMode::Keyframes => Analysis::Keyframes,
+                    config::AnalysisMode::Fps => Analysis::Fps(spec.fps.unwrap_or(1)),
+                    config::AnalysisMode::Off => Analysis::Off,
+                },
+            },
+            frames,
+            self.shared.dropped.clone(),
+        ))
+    }
+
+    fn count_pulls(&self) {
+        let n = lock(&self.shared.cams).values().filter(|e| e.running.is_some()).count();
+        self.shared.pulls.set(n as i64);
+    }
+
+    /// Stops the on-demand pulls nobody has watched for `live_linger` (once a second, from
+    /// the monitor).
+    fn stop_unwatched(&self) {
+        let linger = self.shared.settings.live_linger;
+        let mut stopped = Vec::new();
+        {
+            let mut cams = lock(&self.shared.cams);
+            let rings = lock(&self.shared.rings);
+            for (id, e) in cams.iter_mut() {
+                if e.running.is_none() || !on_demand(&e.spec) {
+                    e.idle_since = None;
+                    continue;
+                }
+                if rings.get(id).is_some_and(|r| r.viewers() > 0) {
+                    e.idle_since = None;
+                    continue;
+                }
+                let stops_at = now_ms() + linger.as_millis() as i64;
+                let (since, _) = *e.idle_since.get_or_insert((std::time::Instant::now(), stops_at));
+                if since.elapsed() >= linger {
+                    info!(camera = %id, linger = ?linger, "camera pull stopped: no live viewer");
+                    stopped.extend(e.running.take());
+                    // A viewer coming later waits for the next pull's picture, not this one's.
+                    if let Some(r) = rings.get(id) {
+                        r.reset();
+                    }
+                    e.idle_since = None;
+                    e.pull_changed = now_ms();
+                }
+            }
+        }
+        if !stopped.is_empty() {
+            self.count_pulls();
+            // Joining a source's thread takes a moment: not on the monitor's task.
+            std::thread::spawn(move || stopped.into_iter().for_each(Source::stop));
+        }
     }
 
     /// Adds a camera or replaces the one with its id (restarting only that camera's source).
     pub fn put(&self, spec: config::Camera, source: &str, created_at: UnixMs) {
-        let frames = lock(&self.shared.frames).clone();
         let scene = Scene {
             state: Mutex::new(Some(SceneState {
                 rules: SceneRules::new(&spec, self.shared.settings.utc_offset_s),
@@ -359,34 +477,19 @@ impl CameraManager {
             latest: Mutex::new(None),
             stats: Mutex::new(AnalysisStats::default()),
         };
-        let running = match (&frames, spec.enabled) {
-            (Some(tx), true) => Some(Source::start(
-                CameraSpec {
-                    id: spec.id.clone(),
-                    url: spec.url.clone(),
-                    latency_ms: spec.latency_ms,
-                    client: spec.rtsp_client,
-                    stall_timeout: spec.stall_timeout,
-                    live: Some(ingest::source::LiveTap(Arc::new(crate::live::Tap::new(
-                        self.ring(spec.id.as_str()),
-                        spec.id.as_str(),
-                    )))),
-                    analysis: match spec.analysis {
-                        config::AnalysisMode::Keyframes => Analysis::Keyframes,
-                        config::AnalysisMode::Fps => Analysis::Fps(spec.fps.unwrap_or(1)),
-                        config::AnalysisMode::Off => Analysis::Off,
-                    },
-                },
-                tx.clone(),
-                self.shared.dropped.clone(),
-            )),
-            _ => None,
-        };
+        // An on-demand camera is pulled now only when someone watches it already (a change
+        // while watched restarts it).
+        let watched =
+            lock(&self.shared.rings).get(spec.id.as_str()).is_some_and(|r| r.viewers() > 0);
+        let running = if on_demand(&spec) && !watched { None } else { self.start_source(&spec) };
         let id = spec.id.to_string();
         let url = ingest::camera::redact(&spec.url);
         match &running {
             Some(_) => info!(camera = %id, url = %url, "camera started"),
-            None => info!(camera = %id, url = %url, "camera added, not pulled (disabled)"),
+            None if !spec.enabled => {
+                info!(camera = %id, url = %url, "camera added, not pulled (disabled)")
+            }
+            None => info!(camera = %id, url = %url, "camera added, pulled while watched live"),
         }
         let entry = Entry {
             spec: Arc::new(spec),
@@ -397,6 +500,8 @@ impl CameraManager {
             running,
             scene: Arc::new(scene),
             watch: Watch::new(),
+            pull_changed: now_ms(),
+            idle_since: None,
         };
         let old = {
             let mut cams = lock(&self.shared.cams);
@@ -413,6 +518,7 @@ impl CameraManager {
             // Joining the old pipeline's thread takes a moment: not on the caller's thread.
             std::thread::spawn(move || old.stop());
         }
+        self.count_pulls();
     }
 
     /// Removes a camera; false when there is none with this id.
@@ -427,6 +533,7 @@ impl CameraManager {
                     std::thread::spawn(move || r.stop());
                 }
                 info!(camera = %id, "camera removed");
+                self.count_pulls();
                 true
             }
             None => false,
@@ -596,6 +703,7 @@ impl CameraManager {
                 self.apply_evidence_retention().await;
             }
             n += 1;
+            self.stop_unwatched();
             let (hits, back) = self.watch_cameras();
             // A new outage of a camera supersedes its clear not yet stored: the finding stays
             // open and is cleared when the camera is back again.
@@ -773,11 +881,14 @@ fn offline_key(c: &config::Camera) -> String {
 fn view(e: &Entry) -> CameraView {
     let mut spec = config::Camera::clone(&e.spec);
     spec.url = ingest::camera::redact(&spec.url);
-    let health = e
-        .running
-        .as_ref()
-        .map(|r| r.health())
-        .unwrap_or(Health { state: CameraState::Stopped, ..Health::default() });
+    let health = e.running.as_ref().map(|r| r.health()).unwrap_or(Health {
+        state: if e.spec.enabled && on_demand(&e.spec) {
+            CameraState::Idle
+        } else {
+            CameraState::Stopped
+        },
+        ..Health::default()
+    });
     CameraView {
         spec,
         source: e.source.clone(),
@@ -787,6 +898,12 @@ fn view(e: &Entry) -> CameraView {
         starts: e.starts,
         stats: lock(&e.scene.stats).clone(),
         viewers: 0,
+        pull: PullView {
+            mode: if on_demand(&e.spec) { "on_demand" } else { "always" },
+            active: e.running.is_some(),
+            since: e.pull_changed,
+            stops_at: e.idle_since.map(|(_, stops_at)| stops_at),
+        },
     }
 }
 
@@ -839,8 +956,14 @@ fn analyse(
     *lock(&scene.latest) = Some(frame.clone());
     // Another worker is analysing this camera: skip the frame.
     let Some(mut state) = lock(&scene.state).take() else { return };
-    let hits = evaluate(shared, &spec, &scene, &mut state, &frame, detectors, detections, firings);
+    let mut boxes = None;
+    let hits = evaluate(
+        shared, &spec, &scene, &mut state, &frame, detectors, detections, firings, &mut boxes,
+    );
     *lock(&scene.state) = Some(state);
+    if let Some(boxes) = boxes {
+        publish_detections(shared, &frame, boxes);
+    }
     // Nothing is held while a finding waits for the writer (a full queue: the worker waits,
     // the API and the monitor do not).
     for hit in hits {
@@ -854,8 +977,27 @@ fn analyse(
     }
 }
 
+/// Sends the analysed frame's detections to the camera's live viewers, placed on their media
+/// timeline (`t`, seconds, as the player's `currentTime`), boxes normalised to the frame.
+/// Frames without a camera timestamp, or analysed before the live view's first unit, are not
+/// sent (they could not be aligned).
+fn publish_detections(shared: &Shared, frame: &Frame, boxes: Vec<serde_json::Value>) {
+    let Some(ring) = lock(&shared.rings).get(frame.camera.as_str()).cloned() else { return };
+    if ring.viewers() == 0 {
+        return;
+    }
+    let Some(t) = frame.pts.and_then(|pts| ring.media_seconds(pts)) else { return };
+    let msg = serde_json::json!({
+        "type": "detections", "t": t, "width": frame.width, "height": frame.height,
+        "boxes": boxes,
+    });
+    ring.publish_detections(bytes::Bytes::from(msg.to_string()));
+}
+
 /// Runs the camera's models and rules on one frame; returns the findings of the rules that
-/// fired (their evidence written). Holds no lock but the stats', briefly.
+/// fired (their evidence written). When the models ran, `boxes` has the detections the rules
+/// look at (a rule's model, one of its labels, at its minimum score). Holds no lock but the
+/// stats', briefly.
 #[allow(clippy::too_many_arguments)]
 fn evaluate(
     shared: &Shared,
@@ -866,6 +1008,7 @@ fn evaluate(
     detectors: &mut HashMap<String, Detector>,
     detections: &mut Vec<Detection>,
     firings: &mut Vec<Firing>,
+    boxes: &mut Option<Vec<serde_json::Value>>,
 ) -> Vec<FindingHit> {
     let mut hits = Vec::new();
     if state.rules.is_empty() {
@@ -879,6 +1022,7 @@ fn evaluate(
     }
     lock(&scene.stats).frames_analysed += 1;
     shared.analysed.inc();
+    let boxes = boxes.insert(Vec::new());
     let mut problem = None;
     for model in state.rules.models().iter() {
         let det = match detectors.get_mut(model) {
@@ -904,6 +1048,20 @@ fn evaluate(
         if let Err(e) = det.detect_into(&frame.rgb, frame.width, frame.height, detections) {
             problem = Some(e.to_string());
             continue;
+        }
+        let (w, h) = (frame.width.max(1) as f32, frame.height.max(1) as f32);
+        for d in detections.iter() {
+            let wanted = spec.rules.iter().any(|r| {
+                r.model == *model
+                    && d.score >= r.min_score
+                    && (r.labels.is_empty() || r.labels.iter().any(|l| **l == *d.label))
+            });
+            if wanted {
+                boxes.push(serde_json::json!({
+                    "label": &*d.label, "score": d.score,
+                    "x": d.x1 / w, "y": d.y1 / h, "w": (d.x2 - d.x1) / w, "h": (d.y2 - d.y1) / h,
+                }));
+            }
         }
         firings.clear();
         state.rules.evaluate(
@@ -1038,6 +1196,7 @@ mod tests {
             jpeg_quality: 80,
             evidence_dir: dir.join("evidence"),
             evidence_retention: Duration::from_secs(86400),
+            live_linger: Duration::from_secs(20),
         };
         let registry = Arc::new(Registry::new(&[], BTreeMap::new()));
         let metrics = Metrics::new();
@@ -1066,6 +1225,7 @@ mod tests {
             height: u32::from(info.height),
             rgb: rgb.into(),
             received_at: now_ms(),
+            pts: None,
         };
         let frames = lock(&cams.shared.frames).clone().expect("running");
         frames.send(frame).await.expect("the frame queued");

@@ -110,7 +110,14 @@ fn run_once(
     }
     if let Some(sink) = pipeline.by_name("sink").and_then(|e| e.downcast::<gst_app::AppSink>().ok())
     {
-        send_frames_to(&sink, spec.id.clone(), frames.clone(), dropped.clone(), health.clone());
+        send_frames_to(
+            &sink,
+            false,
+            spec.id.clone(),
+            frames.clone(),
+            dropped.clone(),
+            health.clone(),
+        );
     }
     if let Err(e) = pipeline.set_state(gst::State::Playing) {
         let _ = pipeline.set_state(gst::State::Null);

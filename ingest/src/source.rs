@@ -91,6 +91,9 @@ pub struct Frame {
     /// The GStreamer buffer's memory, mapped (no copy).
     pub rgb: Bytes,
     pub received_at: UnixMs,
+    /// The camera's timestamp of the frame (90 kHz ticks, as [`LiveSink::unit`]'s), when the
+    /// source keeps it (the native client); aligns analysis results with the live view.
+    pub pts: Option<i64>,
 }
 
 /// Connection state of a camera.
@@ -101,6 +104,8 @@ pub enum CameraState {
     Online,
     Offline,
     Stopped,
+    /// Pulled on demand and not pulled now: nobody watches it (no connection, not an outage).
+    Idle,
 }
 
 /// A camera's health, as the API shows it.
@@ -206,6 +211,7 @@ pub(crate) fn decode_chain(analysis: Analysis) -> Option<String> {
 /// drops the frame and counts it, and the pipeline never waits.
 pub(crate) fn send_frames_to(
     sink: &gst_app::AppSink,
+    camera_timestamps: bool,
     id: CameraId,
     frames: mpsc::Sender<Frame>,
     dropped: Arc<Counter>,
@@ -225,6 +231,11 @@ pub(crate) fn send_frames_to(
                 let Some(buffer) = sample.buffer_owned() else {
                     return Ok(gst::FlowSuccess::Ok);
                 };
+                // The decoder keeps the input's timestamps (nanoseconds of the camera's clock).
+                let pts = buffer
+                    .pts()
+                    .filter(|_| camera_timestamps)
+                    .map(|t| (u128::from(t.nseconds()) * 90_000 / 1_000_000_000) as i64);
                 let Ok(mapped) = buffer.into_mapped_buffer_readable() else {
                     return Ok(gst::FlowSuccess::Ok);
                 };
@@ -234,6 +245,7 @@ pub(crate) fn send_frames_to(
                     height: h as u32,
                     rgb: Bytes::from_owner(mapped),
                     received_at: now_ms(),
+                    pts,
                 };
                 let mut hl = lock(&health);
                 hl.frames_decoded += 1;

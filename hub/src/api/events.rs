@@ -1,27 +1,74 @@
-//! `GET /api/v1/findings/stream`: finding events as they are stored, as server-sent events,
-//! only those of sites within the caller's scope. The guard refuses a cross-origin request
-//! (an event stream is not covered by CORS).
+//! `GET /api/v1/findings/stream`: finding changes as they are stored (opened, repeated,
+//! acknowledged, verified, …), as server-sent events carrying the finding as
+//! `GET /api/v1/findings/{id}` shows it, read through the store within the caller's scope.
+//! Each event's id is the change's time; a client that reconnects with `Last-Event-ID` first
+//! gets the changes since then (EventSource does this by itself). The guard refuses a
+//! cross-origin request (an event stream is not covered by CORS).
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::AppState;
 use crate::auth::Caller;
+use crate::error::Error;
+use crate::store::{Finding, FindingFilter, Store};
 
 pub(super) async fn findings(
     State(s): State<AppState>,
     caller: Caller,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Error> {
     let scope = caller.scope();
+    let resume = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => {
+            Some(v.to_str().ok().and_then(|v| v.trim().parse::<i64>().ok()).ok_or_else(|| {
+                Error::InvalidArgument(
+                    "Last-Event-ID: expected the id of an event of this stream (an integer)".into(),
+                )
+            })?)
+        }
+    };
+    // Subscribed before the catch-up query, so that no change falls between the two.
     let mut rx = s.events.subscribe();
-    let registry = s.registry.clone();
-    let shutdown = s.shutdown.clone();
+    let (registry, store, shutdown) = (s.registry.clone(), s.store.clone(), s.shutdown.clone());
     let stream = async_stream(move |tx| async move {
+        // A first line at once, so that proxies pass the headers on before the first change.
+        if tx.send(Ok(Event::default().comment("stream open"))).await.is_err() {
+            return;
+        }
+        if let Some(since) = resume {
+            let filter = FindingFilter {
+                updated_since: Some(since),
+                limit: CATCH_UP,
+                ..FindingFilter::default()
+            };
+            match store.findings(&filter, &scope).await {
+                Ok(items) => {
+                    let full = items.len() as i64 >= CATCH_UP;
+                    for f in items {
+                        let Some(ev) = event(&store, f, "replayed").await else { continue };
+                        if tx.send(Ok(ev)).await.is_err() {
+                            return;
+                        }
+                    }
+                    if full && tx.send(Ok(lagged(0))).await.is_err() {
+                        return;
+                    }
+                }
+                Err(_) => {
+                    if tx.send(Ok(lagged(0))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
         loop {
             let next = tokio::select! {
                 biased;
@@ -34,17 +81,25 @@ pub(super) async fn findings(
                     let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
                         continue;
                     };
+                    // A quick look first; the store query below applies the scope itself.
                     let site = v["site_id"].as_str().unwrap_or_default();
+                    let Some(id) = v["id"].as_i64() else { continue };
+                    let change = v["change"].as_str().unwrap_or("updated").to_owned();
                     if !registry.site_in_scope(site, &scope) {
                         continue;
                     }
-                    let id = format!("{}-{}", v["id"], v["count"]);
-                    Event::default().event("finding").id(id).data(v.to_string())
+                    match store.finding(id, &scope).await {
+                        Ok(Some(f)) => match event(&store, f, &change).await {
+                            Some(ev) => ev,
+                            None => lagged(1),
+                        },
+                        Ok(None) => continue,
+                        // The database is away: the client reloads its list when it can.
+                        Err(_) => lagged(1),
+                    }
                 }
                 // A subscriber that fell behind is told how many events it lost.
-                Err(RecvError::Lagged(n)) => {
-                    Event::default().event("lagged").data(format!("{{\"missed\":{n}}}"))
-                }
+                Err(RecvError::Lagged(n)) => lagged(n),
                 Err(RecvError::Closed) => return,
             };
             if tx.send(Ok(ev)).await.is_err() {
@@ -52,7 +107,26 @@ pub(super) async fn findings(
             }
         }
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// Most changes sent on resumption; more, and the client is told to reload its list.
+const CATCH_UP: i64 = 1000;
+
+/// A finding's event: the finding with `change` (`opened`, `updated` (a repeat),
+/// `acknowledged`, `cleared`, `verified`, `dismissed`, or `replayed` on resumption). Its id is
+/// the change's time (`updated_at`, Unix ms), which a client sends back as `Last-Event-ID` to
+/// resume (changes at or after it are sent again).
+async fn event(store: &Store, f: Finding, change: &str) -> Option<Event> {
+    let id = f.updated_at.to_string();
+    let mut v = super::findings_json(store, std::slice::from_ref(&f)).await.ok()?.pop()?;
+    v["change"] = serde_json::Value::from(change);
+    Some(Event::default().event("finding").id(id).data(v.to_string()))
+}
+
+/// Tells the client that it missed `n` changes (0: an unknown number) and should reload.
+fn lagged(n: u64) -> Event {
+    Event::default().event("lagged").data(format!("{{\"missed\":{n}}}"))
 }
 
 /// A stream fed by a task through a small bounded channel (the task waits while the client

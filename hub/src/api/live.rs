@@ -2,8 +2,11 @@
 //! MP4 for Media Source Extensions: a text message `{"type":"init","codec","width","height"}`
 //! and the init segment (binary), then one binary message per access unit, from the newest key
 //! frame on. A viewer that falls behind gets `{"type":"dropped","frames":N}` and continues at
-//! the next key frame; it is never disconnected for being slow. Pings every 15 s keep idle
-//! sockets alive. The guard refuses an upgrade from another origin.
+//! the next key frame; it is never disconnected for being slow. Analysed cameras add
+//! `{"type":"detections","t","width","height","boxes":[{label,score,x,y,w,h}]}` after each
+//! analysed frame: `t` is the frame's time on the fragments' timeline (seconds, as the
+//! player's `currentTime`), boxes normalised to 0–1. Pings every 15 s keep idle sockets
+//! alive. The guard refuses an upgrade from another origin.
 
 use std::time::Duration;
 
@@ -50,6 +53,7 @@ pub(super) async fn live(
 }
 
 async fn serve(mut socket: WebSocket, mut viewer: Viewer, shutdown: common::Shutdown) {
+    let mut detections = viewer.detections();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     loop {
@@ -62,6 +66,11 @@ async fn serve(mut socket: WebSocket, mut viewer: Viewer, shutdown: common::Shut
                 Some(Ok(_)) => continue,
             },
             _ = ping.tick() => Message::Ping(Default::default()),
+            // The latest analysis results, already JSON (shared, not copied per viewer).
+            d = detections.next() => match axum::extract::ws::Utf8Bytes::try_from(d) {
+                Ok(text) => Message::Text(text),
+                Err(_) => continue,
+            },
             next = viewer.next() => match next {
                 None => break,
                 Some(Next::Init(init)) => {

@@ -111,6 +111,8 @@ fn routes() -> openapi::Routes {
         .get("/api/v1/findings/{id}", FINDING_READERS, get_finding)
         .post("/api/v1/findings/{id}/acknowledge", OPERATORS, acknowledge)
         .post("/api/v1/findings/{id}/clear", OPERATORS, clear)
+        .post("/api/v1/findings/{id}/verify", OPERATORS, verify)
+        .post("/api/v1/findings/{id}/dismiss", OPERATORS, dismiss)
         .get("/api/v1/findings/{id}/evidence", FINDING_READERS, evidence_file)
         .get("/api/v1/cameras", VIEWERS, cameras::list)
         .post("/api/v1/cameras", INTEGRATORS, cameras::create)
@@ -314,7 +316,33 @@ fn finding_json(f: &Finding) -> Value {
         "details": f.details,
         "acknowledged_at": f.acknowledged_at.map(rfc3339),
         "cleared_at": f.cleared_at.map(rfc3339),
+        "updated_at": rfc3339(f.updated_at),
+        "verdict": f.verdict,
+        "verdict_reason": f.verdict_reason,
+        "verdict_note": f.verdict_note,
+        "verdict_by": f.verdict_by,
+        "verdict_at": f.verdict_at.map(rfc3339),
     })
+}
+
+/// The finding verdicts a list may filter by.
+pub(crate) const VERDICTS: &[&str] = &["unverified", "verified", "dismissed"];
+
+fn verdicts(v: &Option<String>) -> Result<Vec<String>, Error> {
+    let Some(v) = v else { return Ok(Vec::new()) };
+    v.split(',')
+        .map(|w| {
+            let w = w.trim();
+            if VERDICTS.contains(&w) {
+                Ok(w.to_owned())
+            } else {
+                Err(Error::InvalidArgument(format!(
+                    "verdict: unknown verdict {w:?}; expected a comma list of {}",
+                    VERDICTS.join(", ")
+                )))
+            }
+        })
+        .collect()
 }
 
 /// How long `/healthz` waits for the database before calling it unavailable; and how long a
@@ -372,6 +400,8 @@ struct FindingQuery {
     state: Option<String>,
     #[schemars(schema_with = "openapi::severities_schema")]
     severity: Option<String>,
+    #[schemars(schema_with = "openapi::verdicts_schema")]
+    verdict: Option<String>,
     /// `last_seen` at or after.
     #[schemars(schema_with = "openapi::time_schema")]
     since: Option<String>,
@@ -408,6 +438,8 @@ async fn list_findings(
         since: q.since.as_deref().map(|v| parse_time("since", v)).transpose()?,
         until: q.until.as_deref().map(|v| parse_time("until", v)).transpose()?,
         before_id,
+        verdicts: verdicts(&q.verdict)?,
+        updated_since: None,
         limit: limit + 1,
     };
     let mut items = s.store.findings(&filter, &caller.scope()).await?;
@@ -527,7 +559,84 @@ async fn transition(
     };
     let audit = caller.audit(action, format!("finding:{id}"));
     let f = s.store.transition(id, to, s.clock.now_ms(), &caller.scope(), &audit).await?;
-    Ok(Json(findings_json(&s.store, std::slice::from_ref(&f)).await?.remove(0)))
+    changed(s, &f, to.as_str()).await
+}
+
+/// A verdict's request body.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VerifyBody {
+    /// What the operator saw (at most 2,000 characters).
+    note: Option<String>,
+}
+
+/// A dismissal's request body.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DismissBody {
+    reason: crate::store::DismissReason,
+    /// Free text (required for `other`; at most 2,000 characters).
+    note: Option<String>,
+}
+
+fn verdict_note(note: Option<String>) -> Result<Option<String>, Error> {
+    let note = note.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+    match &note {
+        Some(n) if n.chars().count() > crate::store::VERDICT_NOTE_MAX => {
+            Err(Error::InvalidArgument(format!(
+                "note: {} characters; at most {} (shorten it)",
+                n.chars().count(),
+                crate::store::VERDICT_NOTE_MAX
+            )))
+        }
+        _ => Ok(note),
+    }
+}
+
+async fn verify(
+    State(s): State<AppState>,
+    caller: Caller,
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    body: Result<Json<VerifyBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, Error> {
+    let id = finding_id(id)?;
+    let Json(b) = body.map_err(body_error)?;
+    let verdict = crate::store::Verdict::Verified { note: verdict_note(b.note)? };
+    let audit = caller.audit("finding.verify", format!("finding:{id}"));
+    let f = s.store.give_verdict(id, &verdict, s.clock.now_ms(), &caller.scope(), &audit).await?;
+    changed(&s, &f, "verified").await
+}
+
+async fn dismiss(
+    State(s): State<AppState>,
+    caller: Caller,
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    body: Result<Json<DismissBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, Error> {
+    let id = finding_id(id)?;
+    let Json(b) = body.map_err(body_error)?;
+    let note = verdict_note(b.note)?;
+    if b.reason == crate::store::DismissReason::Other && note.is_none() {
+        return Err(Error::InvalidArgument(
+            "note: required when reason is \"other\" (say why the finding is false)".into(),
+        ));
+    }
+    let verdict = crate::store::Verdict::Dismissed { reason: b.reason, note };
+    let audit = caller.audit("finding.dismiss", format!("finding:{id}"));
+    let f = s.store.give_verdict(id, &verdict, s.clock.now_ms(), &caller.scope(), &audit).await?;
+    changed(&s, &f, "dismissed").await
+}
+
+/// Announces a person's change of a finding to the event streams (the duty room's other
+/// screens) and answers with the finding.
+fn changed_event(f: &Finding, change: &str) -> bytes::Bytes {
+    bytes::Bytes::from(json!({"id": f.id, "change": change, "site_id": f.site_id}).to_string())
+}
+
+async fn changed(s: &AppState, f: &Finding, change: &str) -> Result<Json<Value>, Error> {
+    // No subscriber is not an error.
+    let _ = s.events.send(changed_event(f, change));
+    Ok(Json(findings_json(&s.store, std::slice::from_ref(f)).await?.remove(0)))
 }
 
 fn device_json(d: &Device) -> Value {

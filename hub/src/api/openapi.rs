@@ -113,6 +113,12 @@ pub(super) fn states_schema(_: &mut SchemaGenerator) -> Schema {
                   "description": format!("comma list of {}", all.join(", "))})
 }
 
+pub(super) fn verdicts_schema(_: &mut SchemaGenerator) -> Schema {
+    let all = super::VERDICTS;
+    json_schema!({"type": "string", "pattern": list_pattern(all),
+                  "description": format!("comma list of {}", all.join(", "))})
+}
+
 pub(super) fn severities_schema(_: &mut SchemaGenerator) -> Schema {
     let all: Vec<&str> = Severity::ALL.iter().map(|s| s.as_str()).collect();
     json_schema!({"type": "string", "pattern": list_pattern(&all),
@@ -325,6 +331,36 @@ pub fn document(sites: &[String], kinds: &[String]) -> Value {
             vec![finding_id.clone()],
             json_ok("the finding after the change", finding.clone()),
             &[400, 404, 409, 500, 503],
+        ),
+    );
+    put(
+        "/api/v1/findings/{id}/verify",
+        "post",
+        with_body(
+            op(
+                "Verify a finding: true, ready to become a supervision record (acknowledges an \
+                 active finding; a verdict is given once)",
+                vec![finding_id.clone()],
+                json_ok("the finding after the change", finding.clone()),
+                &[400, 404, 409, 413, 415, 500, 503],
+            ),
+            "application/json",
+            sc.body::<super::VerifyBody>(),
+        ),
+    );
+    put(
+        "/api/v1/findings/{id}/dismiss",
+        "post",
+        with_body(
+            op(
+                "Dismiss a finding as a false positive, with a reason (clears it; a verdict \
+                 is given once)",
+                vec![finding_id.clone()],
+                json_ok("the finding after the change", finding.clone()),
+                &[400, 404, 409, 413, 415, 500, 503],
+            ),
+            "application/json",
+            sc.body::<super::DismissBody>(),
         ),
     );
     let mut params = vec![finding_id];
@@ -610,11 +646,14 @@ fn access_operations(sc: &mut Schemas, put: &mut impl FnMut(&str, &str, Value)) 
         "/api/v1/findings/stream",
         "get",
         op(
-            "Finding events as server-sent events (event `finding`, data as the log's JSON), within \
-         the caller's scope; refused cross-origin",
-            vec![],
+            "Finding changes as server-sent events (event `finding`, data as GET \
+             /api/v1/findings/{id}; event `lagged` when changes were missed: reload the list), \
+             within the caller's scope; `Last-Event-ID` resumes; refused cross-origin",
+            vec![json!({"name": "Last-Event-ID", "in": "header", "required": false,
+                "description": "the id of the last event received (resume)",
+                "schema": {"type": "string", "pattern": "^-?[0-9]{1,19}$"}})],
             (200, "the stream", json!({"text/event-stream": {"schema": {"type": "string"}}})),
-            &[],
+            &[400],
         ),
     );
     let obj = json!({"type": "object"});
@@ -785,6 +824,11 @@ fn camera_view_schema(camera: &Value) -> Value {
             "last_error": {"type": ["string", "null"]}, "reconnects": count}},
         "viewers": {"type": "integer", "minimum": 0,
             "description": "live viewers now; they share one pull"},
+        "pull": {"type": "object", "required": ["mode", "active", "since"], "properties": {
+            "mode": {"enum": ["always", "on_demand"]}, "active": {"type": "boolean"},
+            "since": {"type": "integer", "description": "when the pull last started or stopped (Unix ms)"},
+            "stops_at": {"type": ["integer", "null"],
+                "description": "an on-demand pull nobody watches stops then (Unix ms)"}}},
         "stats": {"type": "object", "properties": {
             "frames_analysed": count, "frames_still": count, "firings": count,
             "analysis_error": {"type": ["string", "null"]}}}
@@ -809,7 +853,9 @@ fn finding_schema() -> Value {
             "item_code": opt_text, "region": opt_text, "summary": text,
             "first_seen": text, "last_seen": text, "count": {"type": "integer"},
             "last_value": {"type": ["number", "null"]}, "details": {},
-            "acknowledged_at": opt_text, "cleared_at": opt_text,
+            "acknowledged_at": opt_text, "cleared_at": opt_text, "updated_at": text,
+            "verdict": {"enum": super::VERDICTS}, "verdict_reason": opt_text,
+            "verdict_note": opt_text, "verdict_by": opt_text, "verdict_at": opt_text,
             "evidence": {"type": "array", "items": {"type": "object",
                 "required": ["id", "captured_at", "annotated_url", "frame_url"],
                 "properties": {"id": {"type": "integer"}, "captured_at": text,

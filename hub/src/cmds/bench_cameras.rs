@@ -127,7 +127,8 @@ fn config(
                  min_count = 1000\nseverity = \"minor\"\nitem_code = \"61000000900001\"\n",
             );
         } else {
-            text.push_str("analysis = \"off\"\n");
+            // Relay-only cameras are pulled while watched: this measures receiving them.
+            text.push_str("analysis = \"off\"\npull = \"always\"\n");
         }
     }
     let mut cfg = config::Config::parse(&text, "<bench configuration>")?;

@@ -65,6 +65,12 @@ pub struct Ring {
     tick: watch::Sender<u64>,
     /// Viewers reading this ring now.
     viewers: std::sync::atomic::AtomicUsize,
+    /// The newest unit's camera timestamp and its time on the viewers' media timeline (both
+    /// 90 kHz ticks), to place analysis results on that timeline.
+    clock: Mutex<Option<(i64, u64)>>,
+    /// The latest analysis results as the viewers' JSON message (a newer one replaces it: a
+    /// viewer that was busy gets only the newest).
+    detections: watch::Sender<Option<Bytes>>,
 }
 
 /// What a viewer gets next.
@@ -92,7 +98,27 @@ impl Ring {
             limits,
             tick,
             viewers: Default::default(),
+            clock: Mutex::new(None),
+            detections: watch::channel(None).0,
         })
+    }
+
+    /// Where the camera's timestamp `pts` (90 kHz) lies on the viewers' media timeline.
+    pub fn set_clock(&self, pts: i64, media: u64) {
+        *self.clock.lock().unwrap_or_else(|e| e.into_inner()) = Some((pts, media));
+    }
+
+    /// The media time (seconds, as a player's `currentTime`) of the camera's timestamp `pts`,
+    /// once the stream is muxed.
+    pub fn media_seconds(&self, pts: i64) -> Option<f64> {
+        let (at, media) = (*self.clock.lock().unwrap_or_else(|e| e.into_inner()))?;
+        let t = media as i64 + (pts - at);
+        (t >= 0).then(|| t as f64 / f64::from(super::fmp4::TIMESCALE))
+    }
+
+    /// The latest analysis results for the viewers (a JSON text message).
+    pub fn publish_detections(&self, message: Bytes) {
+        self.detections.send_replace(Some(message));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -110,6 +136,19 @@ impl Ring {
         let next = g.next_seq;
         drop(g);
         self.tick.send_replace(next);
+    }
+
+    /// Forgets the stream (its pull stopped): a viewer that comes later waits for the next
+    /// pull's init segment instead of getting a stale picture.
+    pub fn reset(&self) {
+        let mut g = self.lock();
+        g.init = None;
+        g.generation += 1;
+        g.frames.clear();
+        g.bytes = 0;
+        drop(g);
+        *self.clock.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.detections.send_replace(None);
     }
 
     /// Appends one fragment; the oldest go while the ring is over its limits.
@@ -182,6 +221,25 @@ pub struct Viewer {
     cursor: Option<u64>,
 }
 
+/// A viewer's feed of the camera's analysis results (apart from its [`Viewer`], so that one
+/// task can wait on both).
+pub struct Detections(watch::Receiver<Option<Bytes>>);
+
+impl Detections {
+    /// The next analysis results (waits for new ones; skips any the viewer was too busy to
+    /// take). Never ends while the ring lives.
+    pub async fn next(&mut self) -> Bytes {
+        loop {
+            if self.0.changed().await.is_err() {
+                return futures::future::pending().await;
+            }
+            if let Some(m) = self.0.borrow_and_update().clone() {
+                return m;
+            }
+        }
+    }
+}
+
 impl Drop for Viewer {
     fn drop(&mut self) {
         self.ring.viewers.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -189,6 +247,14 @@ impl Drop for Viewer {
 }
 
 impl Viewer {
+    /// This viewer's feed of analysis results, from now on (older results belong to frames it
+    /// will not see).
+    pub fn detections(&self) -> Detections {
+        let mut rx = self.ring.detections.subscribe();
+        rx.mark_unchanged();
+        Detections(rx)
+    }
+
     /// What to send next, waiting for the camera when the viewer is at the live edge. `None`
     /// when the ring is gone.
     pub async fn next(&mut self) -> Option<Next> {
@@ -247,6 +313,30 @@ impl Viewer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reset_ring_gives_nothing_until_the_next_streams_init() {
+        let ring = Ring::new(Limits::default());
+        ring.set_init(init());
+        ring.push(true, 0, Bytes::from_static(b"k"));
+        ring.reset();
+        let mut v = ring.viewer();
+        assert!(v.poll().is_none(), "no stale picture after a reset");
+        ring.set_init(init());
+        ring.push(true, 9000, Bytes::from_static(b"k2"));
+        assert!(matches!(v.poll(), Some(Next::Init(_))));
+        assert!(matches!(v.poll(), Some(Next::Frame(f)) if &f.data[..] == b"k2"));
+    }
+
+    #[test]
+    fn camera_timestamps_map_onto_the_media_timeline() {
+        let ring = Ring::new(Limits::default());
+        assert_eq!(ring.media_seconds(1000), None, "nothing muxed yet");
+        ring.set_clock(900_000, 90_000);
+        assert_eq!(ring.media_seconds(900_000), Some(1.0));
+        assert_eq!(ring.media_seconds(900_000 - 45_000), Some(0.5));
+        assert_eq!(ring.media_seconds(0), None, "before the view's start");
+    }
 
     fn init() -> Init {
         Init {

@@ -256,7 +256,65 @@ pub struct Finding {
     pub details: serde_json::Value,
     pub acknowledged_at: Option<UnixMs>,
     pub cleared_at: Option<UnixMs>,
+    pub updated_at: UnixMs,
+    /// `unverified`, `verified` or `dismissed` ([`Verdict`]).
+    pub verdict: String,
+    pub verdict_reason: Option<String>,
+    pub verdict_note: Option<String>,
+    /// Who gave the verdict (the audit log's actor).
+    pub verdict_by: Option<String>,
+    pub verdict_at: Option<UnixMs>,
 }
+
+/// A person's verdict on a finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// A true finding, ready to become a supervision record; an active finding is also
+    /// acknowledged.
+    Verified { note: Option<String> },
+    /// A false positive; the finding is cleared.
+    Dismissed { reason: DismissReason, note: Option<String> },
+}
+
+/// Why a finding was dismissed (a fixed list, so that false positives can be counted by
+/// cause; `other` needs a note).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum DismissReason {
+    /// An animal (a cat on the loading dock).
+    Animal,
+    /// A shadow, reflection or change of light.
+    ShadowOrLight,
+    /// A person allowed to be there.
+    AuthorisedPerson,
+    /// A faulty sensor or camera.
+    EquipmentFault,
+    /// A test or maintenance work.
+    TestOrMaintenance,
+    /// The same event as another finding.
+    Duplicate,
+    /// Something else, said in the note.
+    Other,
+}
+
+impl DismissReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DismissReason::Animal => "animal",
+            DismissReason::ShadowOrLight => "shadow_or_light",
+            DismissReason::AuthorisedPerson => "authorised_person",
+            DismissReason::EquipmentFault => "equipment_fault",
+            DismissReason::TestOrMaintenance => "test_or_maintenance",
+            DismissReason::Duplicate => "duplicate",
+            DismissReason::Other => "other",
+        }
+    }
+}
+
+/// Longest verdict note, in characters.
+pub const VERDICT_NOTE_MAX: usize = 2000;
 
 /// Filters of a finding query; all optional.
 #[derive(Debug, Clone, Default)]
@@ -273,6 +331,10 @@ pub struct FindingFilter {
     pub until: Option<UnixMs>,
     /// Only ids below this (the cursor of the previous page).
     pub before_id: Option<i64>,
+    /// `unverified`, `verified`, `dismissed`; any when empty.
+    pub verdicts: Vec<String>,
+    /// `updated_at >= updated_since`, oldest change first (an event stream's resumption).
+    pub updated_since: Option<UnixMs>,
     pub limit: i64,
 }
 
@@ -352,7 +414,8 @@ fn device_from_row(r: &AnyRow) -> Result<DeviceRow, sqlx::Error> {
 
 const FINDING_COLUMNS: &str = "id, site_id, device_id, camera_id, rule, kind, severity, state, \
     item_code, region, summary, first_seen, last_seen, count, last_value, details, \
-    acknowledged_at, cleared_at";
+    acknowledged_at, cleared_at, updated_at, verdict, verdict_reason, verdict_note, verdict_by, \
+    verdict_at";
 
 fn finding_from_row(r: &AnyRow) -> Result<Finding, sqlx::Error> {
     let details: String = r.try_get("details")?;
@@ -375,6 +438,12 @@ fn finding_from_row(r: &AnyRow) -> Result<Finding, sqlx::Error> {
         details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
         acknowledged_at: r.try_get("acknowledged_at")?,
         cleared_at: r.try_get("cleared_at")?,
+        updated_at: r.try_get("updated_at")?,
+        verdict: r.try_get("verdict")?,
+        verdict_reason: r.try_get("verdict_reason")?,
+        verdict_note: r.try_get("verdict_note")?,
+        verdict_by: r.try_get("verdict_by")?,
+        verdict_at: r.try_get("verdict_at")?,
     })
 }
 
@@ -622,8 +691,12 @@ impl Store {
                 cond(&mut sql, col, Bind::Text(v.clone()));
             }
         }
-        for (col, v) in [("last_seen >=", f.since), ("last_seen <", f.until), ("id <", f.before_id)]
-        {
+        for (col, v) in [
+            ("last_seen >=", f.since),
+            ("last_seen <", f.until),
+            ("id <", f.before_id),
+            ("updated_at >=", f.updated_since),
+        ] {
             if let Some(v) = v {
                 cond(&mut sql, col, Bind::Int(v));
             }
@@ -642,7 +715,17 @@ impl Store {
             let names = f.severities.iter().map(|s| s.as_str()).collect();
             let _ = write!(sql, " AND severity IN ({})", list(names));
         }
-        let _ = write!(sql, " ORDER BY id DESC LIMIT {}", f.limit.clamp(1, 1000));
+        if !f.verdicts.is_empty() {
+            let known: Vec<&str> = ["unverified", "verified", "dismissed"]
+                .into_iter()
+                .filter(|v| f.verdicts.iter().any(|w| w == v))
+                .collect();
+            let _ = write!(sql, " AND verdict IN ({})", list(known));
+        }
+        let order = if f.updated_since.is_some() { "updated_at, id" } else { "id DESC" };
+        // One more than a page, so that the API can tell whether another page follows.
+        let most = crate::api::FINDINGS_LIMIT_MAX + 1;
+        let _ = write!(sql, " ORDER BY {order} LIMIT {}", f.limit.clamp(1, most));
         let rows = bind_all(sqlx::query(&sql), &binds)
             .fetch_all(&self.pool)
             .await
@@ -822,6 +905,66 @@ impl Store {
                 "finding {id} is {}; it cannot become {}",
                 f.state,
                 to.as_str()
+            )));
+        }
+        Ok(f)
+    }
+
+    /// Gives a finding within `scope` its verdict (once: a finding already verified or
+    /// dismissed answers 409 naming its verdict), with its audit row in the same transaction.
+    /// Verifying acknowledges an active finding; dismissing clears it.
+    pub async fn give_verdict(
+        &self,
+        id: i64,
+        verdict: &Verdict,
+        now: UnixMs,
+        scope: &Scope,
+        audit: &AuditEntry,
+    ) -> Result<Finding, Error> {
+        let (name, reason, note) = match verdict {
+            Verdict::Verified { note } => ("verified", None, note.clone()),
+            Verdict::Dismissed { reason, note } => {
+                ("dismissed", Some(reason.as_str().to_owned()), note.clone())
+            }
+        };
+        let state = match verdict {
+            Verdict::Verified { .. } => {
+                "state = CASE WHEN state = 'active' THEN 'acknowledged' ELSE state END, \
+                 acknowledged_at = CASE WHEN state = 'active' THEN $1 ELSE acknowledged_at END"
+            }
+            Verdict::Dismissed { .. } => {
+                "state = 'cleared', \
+                 cleared_at = CASE WHEN state = 'cleared' THEN cleared_at ELSE $1 END"
+            }
+        };
+        let sql = format!(
+            "UPDATE findings SET verdict = $2, verdict_reason = $3, verdict_note = $4, \
+             verdict_by = $5, verdict_at = $1, updated_at = $1, {state} \
+             WHERE id = $6 AND verdict = 'unverified'"
+        );
+        let before =
+            self.finding(id, scope).await?.ok_or(Error::NotFound(format!("finding {id}")))?;
+        let mut audit = audit.clone();
+        audit.before = Some(serde_json::json!({"state": before.state, "verdict": before.verdict}));
+        audit.after = Some(serde_json::json!({"verdict": name, "reason": reason, "note": note}));
+        let stmt = Stmt::new(
+            &sql,
+            vec![
+                Bind::Int(now),
+                Bind::Text(name.into()),
+                Bind::OptText(reason),
+                Bind::OptText(note),
+                Bind::Text(audit.actor.clone()),
+                Bind::Int(id),
+            ],
+        );
+        let applied = self.apply_if(&[stmt], &audit, now).await?;
+        let f = self.finding(id, scope).await?.ok_or(Error::NotFound(format!("finding {id}")))?;
+        if applied.is_none() {
+            return Err(Error::Conflict(format!(
+                "finding {id} is already {} (by {}); a verdict is given once",
+                f.verdict,
+                f.verdict_by.as_deref().unwrap_or("someone")
             )));
         }
         Ok(f)

@@ -15,7 +15,7 @@ use tests::{TestHub, client_with_token, config_with, create_token, wait_for};
 
 /// Two sites in two cities and industries, each with a device, a camera and (written below)
 /// a finding with evidence.
-fn two_sites() -> String {
+pub(crate) fn two_sites() -> String {
     r#"
 [[sites]]
 id = "xian-1"
@@ -99,14 +99,14 @@ struct Who {
     mine: Option<&'static str>,
 }
 
-struct World {
-    th: TestHub,
+pub(crate) struct World {
+    pub(crate) th: TestHub,
     /// site → (finding id, device, camera)
-    ids: std::collections::HashMap<&'static str, (i64, &'static str, &'static str)>,
+    pub(crate) ids: std::collections::HashMap<&'static str, (i64, &'static str, &'static str)>,
     who: Vec<Who>,
 }
 
-async fn admin_post(th: &TestHub, path: &str, body: Value) -> anyhow::Result<Value> {
+pub(crate) async fn admin_post(th: &TestHub, path: &str, body: Value) -> anyhow::Result<Value> {
     let r = th.http.post(format!("{}{path}", th.base)).json(&body).send().await?;
     let status = r.status();
     let v: Value = r.json().await?;
@@ -114,7 +114,7 @@ async fn admin_post(th: &TestHub, path: &str, body: Value) -> anyhow::Result<Val
     Ok(v)
 }
 
-async fn world(cfg: config::Config) -> anyhow::Result<World> {
+pub(crate) async fn world(cfg: config::Config) -> anyhow::Result<World> {
     let th = TestHub::start(cfg, StartOptions::default()).await?;
     let store = &th.hub.store;
     let batch = Batch {
@@ -255,6 +255,17 @@ fn request(
         ("post", "/api/v1/findings/{id}/clear") => {
             (format!("/api/v1/findings/{finding}/clear"), None, hidden(Want::OneOf(&[200, 409])))
         }
+        // A verdict is given once: the first operator's is taken, later ones are 409.
+        ("post", "/api/v1/findings/{id}/verify") => (
+            format!("/api/v1/findings/{finding}/verify"),
+            Some(json!({})),
+            hidden(Want::OneOf(&[200, 409])),
+        ),
+        ("post", "/api/v1/findings/{id}/dismiss") => (
+            format!("/api/v1/findings/{finding}/dismiss"),
+            Some(json!({"reason": "duplicate"})),
+            hidden(Want::OneOf(&[200, 409])),
+        ),
         ("get", "/api/v1/findings/{id}/evidence") => {
             (format!("/api/v1/findings/{finding}/evidence"), None, hidden(Want::Is(200)))
         }
@@ -911,7 +922,7 @@ async fn scope_sql_agrees_with_the_in_memory_filter_postgres() -> anyhow::Result
 }
 
 /// Reads an event stream into a shared string until the connection ends.
-fn collect(mut r: reqwest::Response) -> std::sync::Arc<std::sync::Mutex<String>> {
+pub(crate) fn collect(mut r: reqwest::Response) -> std::sync::Arc<std::sync::Mutex<String>> {
     let text: std::sync::Arc<std::sync::Mutex<String>> = Default::default();
     let t = text.clone();
     tokio::spawn(async move {

@@ -87,6 +87,9 @@ async fn every_documented_route_answers_and_errors_say_why() -> anyhow::Result<(
                 ("/api/v1/findings/999/acknowledge", 404)
             }
             ("post", "/api/v1/findings/{id}/clear") => ("/api/v1/findings/999/clear", 404),
+            // Without a body (and its JSON content type), whatever the id.
+            ("post", "/api/v1/findings/{id}/verify") => ("/api/v1/findings/999/verify", 415),
+            ("post", "/api/v1/findings/{id}/dismiss") => ("/api/v1/findings/999/dismiss", 415),
             ("get", "/api/v1/findings/{id}/evidence") => ("/api/v1/findings/999/evidence", 404),
             // Without a body (and its JSON content type), whatever the id.
             ("post", "/api/v1/devices" | "/api/v1/cameras") => (*path, 415),

@@ -352,7 +352,7 @@ enum Db {
 async fn outage_hub(db: Db, url: &str) -> anyhow::Result<tests::TestHub> {
     let mut cfg = tests::config_with(&format!(
         "{}\n[[cameras]]\nid = \"yard\"\nsite = \"s1\"\nurl = \"{url}\"\nanalysis = \"off\"\n\
-         offline_after = \"6s\"\nstall_timeout = \"2s\"\n",
+         pull = \"always\"\noffline_after = \"6s\"\nstall_timeout = \"2s\"\n",
         tests::small_site(&[])
     ))?;
     if let Db::Postgres = db {

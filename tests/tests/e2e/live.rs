@@ -1,6 +1,7 @@
 //! Live video over a real WebSocket: the camera's H.264 reaches viewers as fragmented MP4 —
 //! an init segment, then one fragment per access unit from a key frame — muxed once and shared;
-//! a foreign origin cannot open it, a department outside the camera's scope cannot see it.
+//! a foreign origin cannot open it, a department outside the camera's scope cannot see it. A
+//! relay-only camera is pulled only while watched.
 
 use std::time::Duration;
 
@@ -79,13 +80,20 @@ async fn watch(ws: &mut Socket, n: usize) -> anyhow::Result<(String, Vec<(u32, u
 async fn viewers_get_the_cameras_h264_as_fragmented_mp4_from_a_key_frame() -> anyhow::Result<()> {
     let clip = Clip::synthetic(320, 180, 10, 2)?;
     let sim = SimCamera::start(&clip, 0, "live")?;
-    let cfg = config_with(&format!(
+    let mut cfg = config_with(&format!(
         "{}\n[[cameras]]\nid = \"gate\"\nsite = \"s1\"\nurl = \"{}\"\nanalysis = \"off\"\n",
         small_site(&[]),
         sim.url()
     ))?;
+    cfg.vision.live_linger = Duration::from_secs(2);
     let th = TestHub::start(cfg, StartOptions::default()).await?;
-    // Two viewers of one camera: both start at a key frame and follow it.
+    // Relay-only and unwatched: not connected at all (no source ever started).
+    let cam = th.get("/api/v1/cameras/gate").await?;
+    assert_eq!(cam["pull"]["mode"], "on_demand", "{cam}");
+    assert_eq!(cam["pull"]["active"], false, "{cam}");
+    assert_eq!((cam["starts"].as_u64(), cam["health"]["state"].as_str()), (Some(0), Some("idle")));
+    assert_eq!(th.metric("hub_camera_pulls").await?, 0.0);
+    // Two viewers of one camera: both start at a key frame and follow it, from one pull.
     let mut a = open(&th, "gate", &th.admin_token, None).await?;
     let mut b = open(&th, "gate", &th.admin_token, None).await?;
     let (codec, frames) = watch(&mut a, 15).await?;
@@ -101,6 +109,8 @@ async fn viewers_get_the_cameras_h264_as_fragmented_mp4_from_a_key_frame() -> an
     assert_eq!(cam["health"]["frames_decoded"], 0, "{cam}");
     assert_eq!(cam["viewers"], 2, "{cam}");
     assert_eq!(th.metric("hub_live_viewers").await?, 2.0);
+    assert_eq!((cam["pull"]["active"].as_bool(), cam["starts"].as_u64()), (Some(true), Some(1)));
+    assert_eq!(th.metric("hub_camera_pulls").await?, 1.0);
 
     // Another origin cannot open the socket with our credentials.
     let err = open(&th, "gate", &th.admin_token, Some("http://evil.example")).await.unwrap_err();
@@ -122,11 +132,26 @@ async fn viewers_get_the_cameras_h264_as_fragmented_mp4_from_a_key_frame() -> an
 
     let _ = a.close(None).await;
     let _ = b.send(Message::Close(None)).await;
-    // Viewers that leave are no longer counted.
-    tests::wait_for(Duration::from_secs(10), "the viewers gone", || async {
-        Ok((th.get("/api/v1/cameras/gate").await?["viewers"] == 0).then_some(()))
+    // Viewers that leave are no longer counted; the pull stays for `live_linger`, saying when
+    // it stops, then stops.
+    let lingering = tests::wait_for(Duration::from_secs(10), "the viewers gone", || async {
+        let c = th.get("/api/v1/cameras/gate").await?;
+        Ok((c["viewers"] == 0 && c["pull"]["stops_at"].is_i64()).then_some(c))
     })
     .await?;
+    assert_eq!(lingering["pull"]["active"], true, "{lingering}");
+    tests::wait_for(Duration::from_secs(15), "the unwatched pull stopped", || async {
+        let c = th.get("/api/v1/cameras/gate").await?;
+        Ok((c["pull"]["active"] == false && c["health"]["state"] == "idle").then_some(()))
+    })
+    .await?;
+    assert_eq!(th.metric("hub_camera_pulls").await?, 0.0);
+    // A viewer coming back starts it again, from a key frame.
+    let mut c = open(&th, "gate", &th.admin_token, None).await?;
+    let (_, frames) = watch(&mut c, 2).await?;
+    assert_eq!(frames[0].0, 0x0200_0000);
+    assert_eq!(th.get("/api/v1/cameras/gate").await?["starts"], 2);
+    drop(c);
     th.stop().await;
     drop(sim);
     Ok(())

@@ -18,4 +18,5 @@ mod offline;
 mod scenario;
 mod shared_group;
 mod shared_registry;
+mod verdict;
 mod video;

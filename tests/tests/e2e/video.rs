@@ -160,13 +160,14 @@ async fn a_camera_clip_becomes_a_finding_with_jpeg_evidence_and_cameras_are_mana
         assert!(body.to_string().contains(needle), "{needle}: {body}");
     }
 
-    // A relay-only camera added at run time: online, nothing decoded, no snapshot.
+    // A relay-only camera pulled always, added at run time: online, nothing decoded, no
+    // snapshot.
     let url = relay.url().replace("rtsp://", "rtsp://viewer:pw123@");
     let (s, body) = send(
         &th,
         "POST",
         "/api/v1/cameras",
-        Some(json!({"id": "gate", "site": "s1", "url": url, "analysis": "off"})),
+        Some(json!({"id": "gate", "site": "s1", "url": url, "analysis": "off", "pull": "always"})),
     )
     .await;
     assert_eq!(s, 201, "{body}");
