@@ -54,6 +54,9 @@ impl Default for StartOptions {
 }
 
 /// A running hub.
+/// Each HTTP connection's kernel send buffer (bytes; Linux doubles it for bookkeeping).
+pub const HTTP_SEND_BUFFER: usize = 128 << 10;
+
 pub struct Hub {
     pub http_addr: SocketAddr,
     /// The HTTP app, for in-process requests (tests use `oneshot`).
@@ -376,6 +379,13 @@ impl Hub {
         let s = shutdown.clone();
         let router = api::router(state);
         let app = router.clone();
+        // A connection's kernel send buffer is bounded: a live viewer whose link or browser is
+        // slower than its camera fills it within a fraction of a second, so the hub notices and
+        // skips it to the next key frame instead of queueing seconds of delay (autotuned
+        // buffers reach megabytes). Plenty for API answers on a LAN.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(HTTP_SEND_BUFFER);
+        });
         let serve = async move {
             let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let r = axum::serve(listener, app)

@@ -373,12 +373,21 @@ pub async fn run(opts: DemoOptions, shutdown: Shutdown) -> Result<(), Error> {
     println!();
     println!("Supervision hub demo is running.");
     let op = creds.user("operator").map(|u| u.password.clone()).unwrap_or_default();
-    println!("  Browser / API:  http://{}/api/v1/findings", hub.http_addr);
+    println!("  Duty room (UI): http://{}/", hub.http_addr);
     println!(
         "  Login:          operator / {op}   (duty operator; other users and an admin token in the credentials file)"
     );
-    println!("  Devices:        http://{}/api/v1/devices", hub.http_addr);
-    println!("  Cameras:        http://{}/api/v1/cameras", hub.http_addr);
+    let others: Vec<String> = creds
+        .users
+        .iter()
+        .filter(|u| u.username != "operator")
+        .map(|u| format!("{} / {}", u.username, u.password))
+        .collect();
+    println!("  Departments:    {}", others.join(", "));
+    println!(
+        "  API:            http://{}/api/v1/openapi.json (admin token in the credentials file)",
+        hub.http_addr
+    );
     println!("  MQTT (3.1.1):   {mqtt}");
     println!("  Credentials:    {}", cred_path.display());
     println!("  Try:            {}", creds.example);

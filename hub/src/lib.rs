@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod registry;
 pub mod store;
 pub mod supervise;
+pub mod ui;
 
 pub use app::{Hub, StartOptions};
 pub use error::Error;

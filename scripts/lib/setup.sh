@@ -5,6 +5,9 @@
 #   setup_debian_packages  install missing Debian 12 packages; require cargo
 #   setup_onnxruntime      extract libonnxruntime into $ROOT/.ort and export ORT_DYLIB_PATH
 #   setup_models           export HUB_MODEL_MIRROR when the shared model folder exists
+#   setup_ui               Node.js and npm (the machine's, else Debian's), `npm ci` when the lock
+#                          file changed, `npm run build` into hub/ui/dist (the hub embeds it)
+#   setup_browser          Debian's chromium for the browser tests; exports HUB_CHROMIUM
 #   ensure_postgres        export HUB_TEST_POSTGRES_URL (existing server or throwaway cluster)
 #   ensure_mosquitto       export HUB_TEST_MQTT_URL and HUB_TEST_MQTT_{ADMIN,HUB}_{USER,PASSWORD}
 #                          (always a throwaway Mosquitto with dynamic security)
@@ -192,6 +195,38 @@ setup_models() {
   else
     hub_log "note: shared models not found at $mirror; tests that need them fail and say how to get them; the sensor path needs none"
   fi
+}
+
+# ---------------------------------------------------------------------------
+# The web UI (hub/ui): built with the npm registry's packages pinned by its lock file
+# ---------------------------------------------------------------------------
+setup_ui() {
+  if ! command -v npm >/dev/null 2>&1; then
+    hub_log "installing Debian's nodejs and npm (the web UI's build)"
+    hub_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    hub_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm
+  fi
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+  ((major >= 18)) || hub_die "Node.js $(node --version 2>/dev/null || echo '?') is too old for the UI build; install Node.js 18 or newer"
+  local ui="$ROOT/hub/ui" stamp="$ROOT/hub/ui/node_modules/.package-lock.json"
+  if [[ ! -f $stamp || $ui/package-lock.json -nt $stamp ]]; then
+    hub_log "installing the web UI's npm packages (npm ci)"
+    (cd "$ui" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+  hub_log "building the web UI (hub/ui/dist)"
+  (cd "$ui" && npm run --silent build >/dev/null)
+  [[ -s $ui/dist/index.html ]] || hub_die "the UI build made no hub/ui/dist/index.html"
+}
+
+# Debian's chromium for the browser tests (never a test tool's own browser download).
+setup_browser() {
+  if [[ ! -x /usr/bin/chromium ]]; then
+    hub_log "installing Debian's chromium (browser tests)"
+    hub_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    hub_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
+  fi
+  export HUB_CHROMIUM=/usr/bin/chromium
 }
 
 # ---------------------------------------------------------------------------

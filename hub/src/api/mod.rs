@@ -73,7 +73,15 @@ pub fn router(state: AppState) -> Router {
         // One guard for every route: authentication, the route's rule, CSRF, origin.
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
-        .fallback(|| async { Error::NotFound("no such endpoint; see /api/v1/openapi.json".into()) })
+        // Outside the API: the embedded web UI (static files, no data; the API checks each
+        // request the app makes).
+        .fallback(|method: axum::http::Method, uri: axum::http::Uri, headers: axum::http::HeaderMap| async move {
+            if crate::ui::wants(&method, &uri) {
+                crate::ui::serve(&uri, &headers)
+            } else {
+                Error::NotFound("no such endpoint; see /api/v1/openapi.json".into()).into_response()
+            }
+        })
         .with_state(state)
 }
 

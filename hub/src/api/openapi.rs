@@ -935,7 +935,10 @@ mod tests {
                 assert_eq!(templated, in_path, "{at}");
                 for p in params {
                     assert!(p["name"].is_string() && p["schema"].is_object(), "{at}: {p}");
-                    assert!(["path", "query"].contains(&p["in"].as_str().unwrap()), "{at}");
+                    assert!(
+                        ["path", "query", "header"].contains(&p["in"].as_str().unwrap()),
+                        "{at}"
+                    );
                     if p["in"] == "path" {
                         assert_eq!(p["required"], true, "{at}: path parameters are required");
                     }

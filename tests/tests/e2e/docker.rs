@@ -63,8 +63,16 @@ fn stages(dockerfile: &str) -> Vec<String> {
 fn the_dockerfile_installs_from_the_package_lists() {
     let text = read("docker/Dockerfile");
     let stages = stages(&text);
-    assert_eq!(stages.len(), 2, "a build stage and a runtime stage");
-    for (stage, list) in [(&stages[0], "packages-build.txt"), (&stages[1], "packages-run.txt")] {
+    assert_eq!(stages.len(), 3, "a UI stage, a build stage and a runtime stage");
+    // The UI: the lock file's packages (npm ci), built, handed to the build stage to embed.
+    assert!(
+        stages[0].contains("COPY hub/ui/package.json hub/ui/package-lock.json"),
+        "{}",
+        stages[0]
+    );
+    assert!(stages[0].contains("RUN npm ci") && stages[0].contains("RUN npm run build"));
+    assert!(stages[1].contains("COPY --from=ui /ui/dist hub/ui/dist"), "{}", stages[1]);
+    for (stage, list) in [(&stages[1], "packages-build.txt"), (&stages[2], "packages-run.txt")] {
         assert!(
             stage.contains(&format!("COPY docker/{list} /tmp/{list}")),
             "the stage starting {:?} must COPY docker/{list}",
@@ -84,7 +92,7 @@ fn the_dockerfile_installs_from_the_package_lists() {
             );
         }
     }
-    let build = &stages[0];
+    let build = &stages[1];
     assert!(
         build.contains("cargo build --release --locked -p hub\n"),
         "the image builds the production hub (no `sim` feature, no simulators)"
