@@ -53,8 +53,11 @@ pub(crate) fn run(
 fn launch(spec: &CameraSpec) -> String {
     let src = format!(
         "rtspsrc name=src location=\"{}\" protocols=tcp latency={} ! rtph264depay ! \
-         h264parse name=parse",
-        spec.url, spec.latency_ms
+         h264parse name=parse{}",
+        spec.url,
+        spec.latency_ms,
+        // The live view takes AVC access units (4-byte lengths, avcC in the caps).
+        if spec.live.is_some() { " ! video/x-h264,stream-format=avc,alignment=au" } else { "" }
     );
     match (spec.analysis, decode_chain(spec.analysis)) {
         (_, None) => format!("{src} ! fakesink sync=false"),
@@ -90,7 +93,32 @@ fn run_once(
     let input = Arc::new(Mutex::new(Input::default()));
     if let Some(pad) = pipeline.by_name("parse").and_then(|p| p.static_pad("src")) {
         let (input, health) = (input.clone(), health.clone());
-        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let live = spec.live.clone();
+        // The caps the live view was last given (a new caps object: new parameters).
+        let given: Mutex<Option<gst::Caps>> = Mutex::new(None);
+        pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            if let (Some(tap), Some(b)) = (&live, info.buffer()) {
+                let caps = pad.current_caps();
+                let mut given = given.lock().unwrap_or_else(|e| e.into_inner());
+                if caps.as_ref().map(|c| c.as_ptr()) != given.as_ref().map(|c| c.as_ptr()) {
+                    if let Some(st) = caps.as_ref().and_then(|c| c.structure(0))
+                        && let (Ok(cd), Ok(w), Ok(h)) = (
+                            st.get::<gst::Buffer>("codec_data"),
+                            st.get::<i32>("width"),
+                            st.get::<i32>("height"),
+                        )
+                        && let Ok(m) = cd.map_readable()
+                    {
+                        tap.0.parameters(&m, w.max(0) as u32, h.max(0) as u32);
+                    }
+                    *given = caps;
+                }
+                drop(given);
+                if let (Some(pts), Ok(m)) = (b.pts(), b.map_readable()) {
+                    let ticks = (u128::from(pts.nseconds()) * 90_000 / 1_000_000_000) as i64;
+                    tap.0.unit(!b.flags().contains(gst::BufferFlags::DELTA_UNIT), ticks, &m);
+                }
+            }
             if let Some(b) = info.buffer() {
                 {
                     let mut i = input.lock().unwrap_or_else(|e| e.into_inner());
@@ -110,14 +138,7 @@ fn run_once(
     }
     if let Some(sink) = pipeline.by_name("sink").and_then(|e| e.downcast::<gst_app::AppSink>().ok())
     {
-        send_frames_to(
-            &sink,
-            false,
-            spec.id.clone(),
-            frames.clone(),
-            dropped.clone(),
-            health.clone(),
-        );
+        send_frames_to(&sink, spec.id.clone(), frames.clone(), dropped.clone(), health.clone());
     }
     if let Err(e) = pipeline.set_state(gst::State::Playing) {
         let _ = pipeline.set_state(gst::State::Null);

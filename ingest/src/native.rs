@@ -304,14 +304,7 @@ impl Decoder {
             .by_name("sink")
             .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
             .ok_or("the decoder has no appsink")?;
-        send_frames_to(
-            &sink,
-            true,
-            spec.id.clone(),
-            frames.clone(),
-            dropped.clone(),
-            health.clone(),
-        );
+        send_frames_to(&sink, spec.id.clone(), frames.clone(), dropped.clone(), health.clone());
         let bus = pipeline.bus().ok_or("the decoder has no bus")?;
         if let Err(e) = pipeline.set_state(gst::State::Playing) {
             let _ = pipeline.set_state(gst::State::Null);

@@ -58,7 +58,7 @@ pub struct CameraSpec {
     pub client: RtspClient,
     /// A connected camera that delivered nothing for this long is reconnected.
     pub stall_timeout: Duration,
-    /// Where the camera's access units go, undecoded, for live viewing (native client only).
+    /// Where the camera's access units go, undecoded, for live viewing.
     pub live: Option<LiveTap>,
 }
 
@@ -91,8 +91,8 @@ pub struct Frame {
     /// The GStreamer buffer's memory, mapped (no copy).
     pub rgb: Bytes,
     pub received_at: UnixMs,
-    /// The camera's timestamp of the frame (90 kHz ticks, as [`LiveSink::unit`]'s), when the
-    /// source keeps it (the native client); aligns analysis results with the live view.
+    /// The camera's timestamp of the frame (90 kHz ticks, as [`LiveSink::unit`]'s); aligns
+    /// analysis results with the live view.
     pub pts: Option<i64>,
 }
 
@@ -211,7 +211,6 @@ pub(crate) fn decode_chain(analysis: Analysis) -> Option<String> {
 /// drops the frame and counts it, and the pipeline never waits.
 pub(crate) fn send_frames_to(
     sink: &gst_app::AppSink,
-    camera_timestamps: bool,
     id: CameraId,
     frames: mpsc::Sender<Frame>,
     dropped: Arc<Counter>,
@@ -231,10 +230,9 @@ pub(crate) fn send_frames_to(
                 let Some(buffer) = sample.buffer_owned() else {
                     return Ok(gst::FlowSuccess::Ok);
                 };
-                // The decoder keeps the input's timestamps (nanoseconds of the camera's clock).
+                // The decoder keeps its input's timestamps, the ones the live view was given.
                 let pts = buffer
                     .pts()
-                    .filter(|_| camera_timestamps)
                     .map(|t| (u128::from(t.nseconds()) * 90_000 / 1_000_000_000) as i64);
                 let Ok(mapped) = buffer.into_mapped_buffer_readable() else {
                     return Ok(gst::FlowSuccess::Ok);

@@ -5,8 +5,9 @@
 //! the next key frame; it is never disconnected for being slow. Analysed cameras add
 //! `{"type":"detections","t","width","height","boxes":[{label,score,x,y,w,h}]}` after each
 //! analysed frame: `t` is the frame's time on the fragments' timeline (seconds, as the
-//! player's `currentTime`), boxes normalised to 0–1. Pings every 15 s keep idle sockets
-//! alive. The guard refuses an upgrade from another origin.
+//! player's `currentTime`), boxes normalised to 0–1. Before each key frame,
+//! `{"type":"clock","t","at"}`: its media time and when the hub received it (Unix ms). Pings
+//! every 15 s keep idle sockets alive. The guard refuses an upgrade from another origin.
 
 use std::time::Duration;
 
@@ -21,6 +22,8 @@ use crate::error::Error;
 use crate::live::ring::{Next, Viewer};
 
 const PING_EVERY: Duration = Duration::from_secs(15);
+const VIEWER_READ_BUFFER: usize = 1024;
+const VIEWER_MESSAGE_MAX: usize = 16 << 10;
 
 pub(super) async fn live(
     State(s): State<AppState>,
@@ -38,6 +41,12 @@ pub(super) async fn live(
     })?;
     let (cameras, metrics, shutdown) = (s.cameras.clone(), s.metrics.clone(), s.shutdown.clone());
     Ok(ws
+        // Viewers only answer pings and close: a small read buffer (the library zeroes all of
+        // it at every read attempt; its 128 KiB default cost more than the video itself with a
+        // thousand viewers) and a cap on what a client may send.
+        .read_buffer_size(VIEWER_READ_BUFFER)
+        .max_message_size(VIEWER_MESSAGE_MAX)
+        .max_frame_size(VIEWER_MESSAGE_MAX)
         .on_upgrade(move |socket| async move {
             let Some(viewer) = cameras.viewer(&id) else { return };
             let gauge = metrics.gauge(
@@ -56,10 +65,22 @@ async fn serve(mut socket: WebSocket, mut viewer: Viewer, shutdown: common::Shut
     let mut detections = viewer.detections();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
-    loop {
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
+    'serve: loop {
+        // Everything ready goes out at once, with no wake-up in between.
+        viewer.mark_seen();
+        while let Some(next) = viewer.poll() {
+            if send_next(&mut socket, next).await.is_err() || shutdown.is_triggered() {
+                break 'serve;
+            }
+        }
+        if viewer.closed() {
+            break;
+        }
         let msg = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => break,
+            _ = &mut cancelled => break,
             incoming = socket.recv() => match incoming {
                 // The client's pongs and anything else it says are not needed.
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
@@ -71,26 +92,39 @@ async fn serve(mut socket: WebSocket, mut viewer: Viewer, shutdown: common::Shut
                 Ok(text) => Message::Text(text),
                 Err(_) => continue,
             },
-            next = viewer.next() => match next {
-                None => break,
-                Some(Next::Init(init)) => {
-                    let head = json!({"type": "init", "codec": init.codec,
-                                      "width": init.width, "height": init.height});
-                    if socket.send(Message::Text(head.to_string().into())).await.is_err() {
-                        break;
-                    }
-                    Message::Binary(init.segment.clone())
-                }
-                // The fragment's bytes are the ring's: no copy per viewer.
-                Some(Next::Frame(f)) => Message::Binary(f.data),
-                Some(Next::Dropped(n)) => {
-                    Message::Text(json!({"type": "dropped", "frames": n}).to_string().into())
-                }
-            },
+            more = viewer.changed() => if more { continue } else { break },
         };
         if socket.send(msg).await.is_err() {
             break;
         }
     }
     let _ = socket.send(Message::Close(None)).await;
+}
+
+/// Sends what the viewer's cursor gave (a text message before some, flushed together).
+async fn send_next(socket: &mut WebSocket, next: Next) -> Result<(), axum::Error> {
+    use futures::SinkExt;
+    match next {
+        Next::Init(init) => {
+            let head = json!({"type": "init", "codec": init.codec,
+                              "width": init.width, "height": init.height});
+            socket.feed(Message::Text(head.to_string().into())).await?;
+            socket.send(Message::Binary(init.segment.clone())).await
+        }
+        // A key frame's place on the timeline and when the hub received it: the viewer can
+        // tell how far behind it is.
+        Next::Frame(f) if f.key => {
+            let t = f.media as f64 / f64::from(crate::live::fmp4::TIMESCALE);
+            let clock = json!({"type": "clock", "t": t, "at": f.at});
+            socket.feed(Message::Text(clock.to_string().into())).await?;
+            socket.send(Message::Binary(f.data)).await
+        }
+        // The fragment's bytes are the ring's: no copy per viewer.
+        Next::Frame(f) => socket.send(Message::Binary(f.data)).await,
+        Next::Dropped(n) => {
+            socket
+                .send(Message::Text(json!({"type": "dropped", "frames": n}).to_string().into()))
+                .await
+        }
+    }
 }

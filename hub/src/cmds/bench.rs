@@ -66,6 +66,19 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 2)]
         workers: usize,
     },
+    /// Live video: viewers of one camera per core against a bare WebSocket fan-out of the same
+    /// bytes.
+    Viewers {
+        /// The H.264 MP4 clip the simulated camera serves.
+        #[arg(long, default_value = "../shared/data/videos/intel_car-detection.mp4")]
+        clip: std::path::PathBuf,
+        /// Viewer counts to run, comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "100,500,1000")]
+        counts: Vec<usize>,
+        /// Measurement window per step, seconds.
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
+    },
 }
 
 pub fn run(cmd: BenchCmd) -> ExitCode {
@@ -73,6 +86,9 @@ pub fn run(cmd: BenchCmd) -> ExitCode {
     let r = match cmd {
         BenchCmd::Sensors { devices, messages, rate, seconds } => {
             rt.block_on(sensors(devices, messages, rate, seconds))
+        }
+        BenchCmd::Viewers { clip, counts, seconds } => {
+            rt.block_on(super::bench_viewers::viewers(clip, counts, seconds))
         }
         BenchCmd::Cameras { clip, models, counts, relay, seconds, client, workers } => rt.block_on(
             super::bench_cameras::cameras(clip, models, counts, relay, seconds, client, workers),

@@ -38,7 +38,7 @@ use inference::library::{BUILTIN, LoadOptions};
 use inference::vision::Detector;
 
 /// Seconds of CPU (user + system) a process has used.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+pub(super) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     stat_cpu_seconds(&format!("/proc/{pid}/stat"))
 }
 
@@ -47,7 +47,7 @@ fn thread_cpu_seconds() -> anyhow::Result<f64> {
     stat_cpu_seconds("/proc/thread-self/stat")
 }
 
-fn stat_cpu_seconds(path: &str) -> anyhow::Result<f64> {
+pub(super) fn stat_cpu_seconds(path: &str) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(path)?;
     // Fields after the command name (which may hold spaces) close with ')'.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or_else(|| anyhow!("odd stat"))?;
@@ -56,13 +56,13 @@ fn stat_cpu_seconds(path: &str) -> anyhow::Result<f64> {
     Ok((utime + stime) / 100.0)
 }
 
-struct CameraServer {
+pub(super) struct CameraServer {
     child: Child,
-    port: u16,
+    pub(super) port: u16,
 }
 
 impl CameraServer {
-    fn start(clip: &Path, mounts: usize) -> anyhow::Result<Self> {
+    pub(super) fn start(clip: &Path, mounts: usize) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?;
         let devices = exe.with_file_name("devices");
         if !devices.is_file() {
@@ -105,7 +105,7 @@ fn site() -> &'static str {
      entity_name = \"Bench\"\nuscc = \"91350100M000100Y43\"\n"
 }
 
-fn config(
+pub(super) fn config(
     dir: &Path,
     models: &[PathBuf],
     port: u16,

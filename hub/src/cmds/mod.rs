@@ -5,6 +5,8 @@ mod accounts;
 mod bench;
 #[cfg(feature = "sim")]
 mod bench_cameras;
+#[cfg(feature = "sim")]
+mod bench_viewers;
 mod config_cmd;
 mod device;
 mod models;

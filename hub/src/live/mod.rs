@@ -83,8 +83,7 @@ impl ingest::source::LiveSink for Tap {
                 st.last_pts = Some(pts);
                 st.last_decode = decode;
                 drop(st);
-                self.ring.set_clock(pts, decode);
-                self.ring.push(key, pts, f);
+                self.ring.push(key, pts, decode, f);
             }
             Err(e) => {
                 if !st.warned {

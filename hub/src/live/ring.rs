@@ -24,6 +24,10 @@ pub struct Fragment {
     pub key: bool,
     /// Presentation time, 90 kHz ticks (for aligning detections with the displayed frame).
     pub pts: i64,
+    /// Its time on the viewers' media timeline (the fragment's decode time), 90 kHz ticks.
+    pub media: u64,
+    /// When the hub received it from the camera (Unix ms): viewers measure their delay.
+    pub at: i64,
     /// `moof` + `mdat`, shared: cloning is a reference count.
     pub data: Bytes,
 }
@@ -104,7 +108,7 @@ impl Ring {
     }
 
     /// Where the camera's timestamp `pts` (90 kHz) lies on the viewers' media timeline.
-    pub fn set_clock(&self, pts: i64, media: u64) {
+    fn set_clock(&self, pts: i64, media: u64) {
         *self.clock.lock().unwrap_or_else(|e| e.into_inner()) = Some((pts, media));
     }
 
@@ -151,13 +155,16 @@ impl Ring {
         self.detections.send_replace(None);
     }
 
-    /// Appends one fragment; the oldest go while the ring is over its limits.
-    pub fn push(&self, key: bool, pts: i64, data: Bytes) -> u64 {
+    /// Appends one fragment (camera timestamp `pts`, media time `media`); the oldest go while
+    /// the ring is over its limits.
+    pub fn push(&self, key: bool, pts: i64, media: u64, data: Bytes) -> u64 {
+        self.set_clock(pts, media);
+        let at = chrono::Utc::now().timestamp_millis();
         let mut g = self.lock();
         let seq = g.next_seq;
         g.next_seq += 1;
         g.bytes += data.len();
-        g.frames.push_back(Fragment { seq, key, pts, data });
+        g.frames.push_back(Fragment { seq, key, pts, media, at, data });
         while g.frames.len() > self.limits.max_frames
             || (g.bytes > self.limits.max_bytes && g.frames.len() > 1)
         {
@@ -255,6 +262,23 @@ impl Viewer {
         Detections(rx)
     }
 
+    /// Marks what the ring holds now as seen: [`Viewer::changed`] then waits for something
+    /// newer. Call it before taking what is ready with [`Viewer::poll`].
+    pub fn mark_seen(&mut self) {
+        self.rx.mark_unchanged();
+    }
+
+    /// Waits until the ring changes after [`Viewer::mark_seen`] (a frame, an init, closing);
+    /// false when it is gone.
+    pub async fn changed(&mut self) -> bool {
+        self.rx.changed().await.is_ok() && !self.ring.is_closed()
+    }
+
+    /// The camera was removed.
+    pub fn closed(&self) -> bool {
+        self.ring.is_closed()
+    }
+
     /// What to send next, waiting for the camera when the viewer is at the live edge. `None`
     /// when the ring is gone.
     pub async fn next(&mut self) -> Option<Next> {
@@ -318,12 +342,12 @@ mod tests {
     fn a_reset_ring_gives_nothing_until_the_next_streams_init() {
         let ring = Ring::new(Limits::default());
         ring.set_init(init());
-        ring.push(true, 0, Bytes::from_static(b"k"));
+        ring.push(true, 0, 0, Bytes::from_static(b"k"));
         ring.reset();
         let mut v = ring.viewer();
         assert!(v.poll().is_none(), "no stale picture after a reset");
         ring.set_init(init());
-        ring.push(true, 9000, Bytes::from_static(b"k2"));
+        ring.push(true, 9000, 0, Bytes::from_static(b"k2"));
         assert!(matches!(v.poll(), Some(Next::Init(_))));
         assert!(matches!(v.poll(), Some(Next::Frame(f)) if &f.data[..] == b"k2"));
     }
@@ -332,7 +356,7 @@ mod tests {
     fn camera_timestamps_map_onto_the_media_timeline() {
         let ring = Ring::new(Limits::default());
         assert_eq!(ring.media_seconds(1000), None, "nothing muxed yet");
-        ring.set_clock(900_000, 90_000);
+        ring.push(true, 900_000, 90_000, Bytes::from_static(b"k"));
         assert_eq!(ring.media_seconds(900_000), Some(1.0));
         assert_eq!(ring.media_seconds(900_000 - 45_000), Some(0.5));
         assert_eq!(ring.media_seconds(0), None, "before the view's start");
@@ -357,7 +381,7 @@ mod tests {
     /// Key frames every `gop` frames.
     fn feed(r: &Ring, from: u64, to: u64, gop: u64) {
         for s in from..to {
-            r.push(s % gop == 0, s as i64 * 3000, Bytes::from(vec![0u8; 100]));
+            r.push(s % gop == 0, s as i64 * 3000, s * 3000, Bytes::from(vec![0u8; 100]));
         }
     }
 

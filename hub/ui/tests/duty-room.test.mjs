@@ -146,6 +146,22 @@ describe('the duty room', { timeout: 600_000 }, () => {
     assert.deepEqual(op.errors(), []);
   });
 
+  test('the sensor panel shows live values and a device’s chart', async () => {
+    const { page } = op;
+    await page.click('[data-nav=sensors]');
+    await page.waitForSelector('[data-device] [data-metric]');
+    const devices = (await hub.api('/api/v1/devices')).items;
+    const shown = await page.$$eval('[data-device]', (els) => els.map((e) => e.getAttribute('data-device')));
+    assert.deepEqual(shown.sort(), devices.map((d) => d.id).sort());
+    await shot(page, 'sensors');
+    await page.click('[data-device="truck-01"]');
+    await page.waitForSelector('[data-device-detail="truck-01"] [data-readings-chart] canvas');
+    await page.click('[data-range="6h"]');
+    await page.waitForSelector('[data-device-detail="truck-01"] [data-readings-chart] canvas');
+    await shot(page, 'sensor-detail');
+    assert.deepEqual(op.errors(), []);
+  });
+
   test('(e) a department user sees only its region’s cameras and findings', async () => {
     const u = hub.user('xianyang');
     const d = await newPage(browser, { width: 1024, height: 768 });

@@ -54,6 +54,8 @@ async fn watch(ws: &mut Socket, n: usize) -> anyhow::Result<(String, Vec<(u32, u
     let moov = Moov::decode(&mut buf)?;
     assert_eq!(moov.trak.len(), 1);
     let mut frames = Vec::new();
+    // The clock announced before the next fragment (a key frame's).
+    let mut clock: Option<Value> = None;
     while frames.len() < n {
         match next(ws).await? {
             Message::Binary(f) => {
@@ -67,9 +69,30 @@ async fn watch(ws: &mut Socket, n: usize) -> anyhow::Result<(String, Vec<(u32, u
                 // AVC format: the first NAL's 4-byte length fits in the sample.
                 let first = u32::from_be_bytes(mdat.data[..4].try_into()?) as usize;
                 assert!(first + 4 <= mdat.data.len(), "a whole access unit");
-                frames.push((run.entries[0].flags.unwrap_or(0), mdat.data.len()));
+                let flags = run.entries[0].flags.unwrap_or(0);
+                // Each key frame comes after its clock: its media time (the fragment's decode
+                // time) and when the hub received it.
+                let c = clock.take();
+                if flags == 0x0200_0000 {
+                    let c = c.ok_or_else(|| anyhow::anyhow!("a key frame without its clock"))?;
+                    let decode = moof.traf[0].tfdt.as_ref().unwrap().base_media_decode_time;
+                    assert!(
+                        (c["t"].as_f64().unwrap() - decode as f64 / 90_000.0).abs() < 1e-6,
+                        "{c}"
+                    );
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+                    let age = now.as_millis() as i64 - c["at"].as_i64().unwrap();
+                    assert!((0..10_000).contains(&age), "received {age} ms ago: {c}");
+                } else {
+                    assert!(c.is_none(), "a clock before a delta frame: {c:?}");
+                }
+                frames.push((flags, mdat.data.len()));
             }
-            Message::Text(t) => anyhow::bail!("unexpected message {t}"),
+            Message::Text(t) => {
+                let m: Value = serde_json::from_str(&t)?;
+                anyhow::ensure!(m["type"] == "clock", "unexpected message {t}");
+                clock = Some(m);
+            }
             _ => {}
         }
     }
@@ -152,6 +175,30 @@ async fn viewers_get_the_cameras_h264_as_fragmented_mp4_from_a_key_frame() -> an
     assert_eq!(frames[0].0, 0x0200_0000);
     assert_eq!(th.get("/api/v1/cameras/gate").await?["starts"], 2);
     drop(c);
+    th.stop().await;
+    drop(sim);
+    Ok(())
+}
+
+/// A camera pulled by GStreamer's rtspsrc feeds the live view too: the same fragments from a
+/// key frame, its codec from the stream's parameters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gstreamer_pulled_camera_is_viewed_live_as_well() -> anyhow::Result<()> {
+    let clip = Clip::synthetic(320, 180, 10, 2)?;
+    let sim = SimCamera::start(&clip, 0, "live")?;
+    let cfg = config_with(&format!(
+        "{}\n[[cameras]]\nid = \"gate\"\nsite = \"s1\"\nurl = \"{}\"\nanalysis = \"off\"\n\
+         rtsp_client = \"gstreamer\"\nlatency_ms = 200\n",
+        small_site(&[]),
+        sim.url()
+    ))?;
+    let th = TestHub::start(cfg, StartOptions::default()).await?;
+    let mut ws = open(&th, "gate", &th.admin_token, None).await?;
+    let (codec, frames) = watch(&mut ws, 12).await?;
+    assert!(codec.starts_with("avc1."), "{codec}");
+    assert_eq!(frames[0].0, 0x0200_0000, "from a key frame: {frames:?}");
+    assert!(frames.iter().skip(1).any(|f| f.0 == 0x0101_0000), "delta frames follow");
+    drop(ws);
     th.stop().await;
     drop(sim);
     Ok(())

@@ -8,7 +8,7 @@ import { t, label } from '../lib/i18n';
 import { bitrate, dateTime, fps } from '../lib/format';
 import { may } from '../lib/permissions';
 import { pageVisible } from '../lib/visibility';
-import { LivePlayer, type PlayerStatus } from './player';
+import { LivePlayer, liveDelay, type PlayerStatus } from './player';
 import { DetectionQueue, draw } from './overlay';
 import { assign, select, swap, toggleFull } from './state';
 import type { Camera } from '../lib/types';
@@ -39,6 +39,7 @@ export function Tile({ index, cameraId, selected, full }: Props) {
   const [mode, setMode] = useState<'live' | 'snapshot'>('live');
   const [codec, setCodec] = useState('');
   const [dropped, setDropped] = useState(0);
+  const [delay, setDelay] = useState<number | null>(null);
   const [snap, setSnap] = useState<{ url: string | null; failed: boolean }>({ url: null, failed: false });
   const [dragOver, setDragOver] = useState(false);
 
@@ -83,6 +84,10 @@ export function Tile({ index, cameraId, selected, full }: Props) {
       detections: (d) => dets.current.push(d),
     });
     player.start();
+    // The key frames' reception times, for the live delay (and the latency benchmark, which
+    // reads them in requestVideoFrameCallback: hub/ui/bench/latency.mjs).
+    Object.defineProperty(v, 'hubClocks', { value: player.clocks, configurable: true });
+    const delayTimer = window.setInterval(() => setDelay(liveDelay(v, player.clocks)), 1000);
     let raf = 0;
     let last: unknown = undefined;
     let size = '';
@@ -99,6 +104,8 @@ export function Tile({ index, cameraId, selected, full }: Props) {
     raf = requestAnimationFrame(loop);
     return () => {
       player.stop();
+      clearInterval(delayTimer);
+      setDelay(null);
       cancelAnimationFrame(raf);
       draw(c, v, null);
       dets.current.clear();
@@ -255,6 +262,8 @@ export function Tile({ index, cameraId, selected, full }: Props) {
           <dd>{codec || '—'}</dd>
           <dt>{t('health.dropped')}</dt>
           <dd>{dropped}</dd>
+          <dt>{t('health.delay')}</dt>
+          <dd data-delay-ms={delay ?? undefined}>{delay === null ? '—' : `${Math.round(delay)} ms`}</dd>
           <dt>{t('health.last_keyframe')}</dt>
           <dd>{dateTime(cam.health.last_keyframe_at)}</dd>
           {cam.pull && (

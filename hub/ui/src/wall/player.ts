@@ -27,6 +27,21 @@ export interface Detections {
   boxes: Box[];
 }
 
+/** A key frame's place on the media timeline and when the hub received it (Unix ms). */
+export interface Clock {
+  t: number;
+  at: number;
+}
+
+/** How far behind the hub's reception the picture on screen is, in ms (null: not known yet). */
+export function liveDelay(video: HTMLVideoElement, clocks: Clock[], nowMs = Date.now()): number | null {
+  const t = video.currentTime;
+  let c: Clock | null = null;
+  for (const k of clocks) if (k.t <= t + 0.001) c = k;
+  if (!c) return null;
+  return nowMs - (c.at + (t - c.t) * 1000);
+}
+
 export type PlayerStatus =
   | { kind: 'connecting' }
   /** Connected; no frame yet (the camera may be offline). */
@@ -50,6 +65,9 @@ export function backoff(attempt: number): number {
   return Math.round(base * (0.8 + Math.random() * 0.4));
 }
 
+/** How far behind the newest frame received playback aims to be, and when it jumps. */
+const TARGET_LAG_S = 0.1;
+const JUMP_LAG_S = 1.5;
 /** Keep this much behind the current time; remove what is older. */
 const KEEP_BEHIND_S = 10;
 /** Trim only when this much more has gathered (fewer remove operations). */
@@ -81,6 +99,8 @@ export class LivePlayer {
   private retryTimer = 0;
   private edgeTimer = 0;
   private droppedTotal = 0;
+  /** The latest key frames' clocks (oldest first), for the live delay. */
+  readonly clocks: Clock[] = [];
 
   constructor(
     private readonly video: HTMLVideoElement,
@@ -184,6 +204,9 @@ export class LivePlayer {
         this.mime = mimeOf(info.codec);
         this.resetMedia();
         this.awaitingInit = true;
+      } else if (m.type === 'clock') {
+        this.clocks.push({ t: Number(m.t), at: Number(m.at) });
+        if (this.clocks.length > 16) this.clocks.shift();
       } else if (m.type === 'dropped') {
         this.droppedTotal += Number(m.frames) || 0;
         this.ev.dropped(this.droppedTotal);
@@ -208,6 +231,8 @@ export class LivePlayer {
 
   private resetMedia(): void {
     this.teardownMedia();
+    // A new stream: a new media timeline.
+    this.clocks.length = 0;
     const ms = new MediaSource();
     this.ms = ms;
     const objectUrl = URL.createObjectURL(ms);
@@ -314,14 +339,16 @@ export class LivePlayer {
         }
       }
     } else {
+      // Hold the picture about TARGET_LAG_S behind the newest frame received: faster in
+      // proportion to the lag (up to 1.5×, unnoticeable on a surveillance picture), a jump
+      // when far behind (after a stall or a hidden tab).
       const lag = end - now;
-      if (lag > 2) {
-        v.currentTime = end - 0.1;
+      if (lag > JUMP_LAG_S) {
+        v.currentTime = end - TARGET_LAG_S / 2;
         v.playbackRate = 1;
-      } else if (lag > 0.5) {
-        if (v.playbackRate !== 1.1) v.playbackRate = 1.1;
-      } else if (lag < 0.3 && v.playbackRate !== 1) {
-        v.playbackRate = 1;
+      } else {
+        const rate = lag > TARGET_LAG_S + 0.05 ? Math.min(1.5, 1 + (lag - TARGET_LAG_S)) : 1;
+        if (Math.abs(v.playbackRate - rate) > 0.02) v.playbackRate = rate;
       }
     }
     if (v.paused) void v.play().catch(() => undefined);
