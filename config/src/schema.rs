@@ -81,6 +81,10 @@ pub struct Http {
     /// is resolved and every address must lie within. The hub must not be usable to probe
     /// other hosts of its network.
     pub camera_networks: Vec<String>,
+    /// A live video socket or event stream re-checks its caller's credential this often: a
+    /// logout, revocation, expiry, disabled account or changed scope ends it within this.
+    #[serde(with = "humantime_serde")]
+    pub stream_recheck: Duration,
 }
 
 impl Default for Http {
@@ -94,6 +98,7 @@ impl Default for Http {
             login_failures_per_address: 20,
             login_window: Duration::from_secs(15 * 60),
             max_body_bytes: 1 << 20,
+            stream_recheck: Duration::from_secs(30),
             camera_networks: [
                 "127.0.0.0/8",
                 "::1/128",

@@ -53,10 +53,10 @@ impl Default for StartOptions {
     }
 }
 
-/// A running hub.
 /// Each HTTP connection's kernel send buffer (bytes; Linux doubles it for bookkeeping).
 pub const HTTP_SEND_BUFFER: usize = 128 << 10;
 
+/// A running hub.
 pub struct Hub {
     pub http_addr: SocketAddr,
     /// The HTTP app, for in-process requests (tests use `oneshot`).

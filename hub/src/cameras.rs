@@ -477,43 +477,49 @@ impl CameraManager {
             latest: Mutex::new(None),
             stats: Mutex::new(AnalysisStats::default()),
         };
-        // An on-demand camera is pulled now only when someone watches it already (a change
-        // while watched restarts it).
-        let watched =
-            lock(&self.shared.rings).get(spec.id.as_str()).is_some_and(|r| r.viewers() > 0);
-        let running = if on_demand(&spec) && !watched { None } else { self.start_source(&spec) };
         let id = spec.id.to_string();
         let url = ingest::camera::redact(&spec.url);
-        match &running {
-            Some(_) => info!(camera = %id, url = %url, "camera started"),
-            None if !spec.enabled => {
-                info!(camera = %id, url = %url, "camera added, not pulled (disabled)")
-            }
-            None => info!(camera = %id, url = %url, "camera added, pulled while watched live"),
-        }
-        let entry = Entry {
-            spec: Arc::new(spec),
-            source: source.into(),
-            created_at,
-            updated_at: now_ms(),
-            starts: u64::from(running.is_some()),
-            running,
-            scene: Arc::new(scene),
-            watch: Watch::new(),
-            pull_changed: now_ms(),
-            idle_since: None,
-        };
-        let old = {
+        // Decided and replaced under the camera map's lock, so that a viewer arriving meanwhile
+        // either finds the old entry (and this one starts for it) or the new one.
+        let (old, pulled) = {
             let mut cams = lock(&self.shared.cams);
-            let mut entry = entry;
+            // An on-demand camera is pulled now only when someone watches it already (a
+            // change while watched restarts it).
+            let watched =
+                lock(&self.shared.rings).get(spec.id.as_str()).is_some_and(|r| r.viewers() > 0);
+            let running =
+                if on_demand(&spec) && !watched { None } else { self.start_source(&spec) };
+            let pulled = running.is_some();
+            let mut entry = Entry {
+                spec: Arc::new(spec),
+                source: source.into(),
+                created_at,
+                updated_at: now_ms(),
+                starts: u64::from(pulled),
+                running,
+                scene: Arc::new(scene),
+                watch: Watch::new(),
+                pull_changed: now_ms(),
+                idle_since: None,
+            };
             if let Some(old) = cams.get(&id) {
                 // A replaced camera keeps its outage (its finding is still open), and its new
                 // source counts from zero.
                 entry.watch = Watch { frames_in: 0, ..old.watch };
                 entry.starts += old.starts;
             }
-            cams.insert(id, entry)
+            let enabled = entry.spec.enabled;
+            (cams.insert(id.clone(), entry), (pulled, enabled))
         };
+        match pulled {
+            (true, _) => info!(camera = %id, url = %url, "camera started"),
+            (false, false) => {
+                info!(camera = %id, url = %url, "camera added, not pulled (disabled)")
+            }
+            (false, true) => {
+                info!(camera = %id, url = %url, "camera added, pulled while watched live")
+            }
+        }
         if let Some(old) = old.and_then(|o| o.running) {
             // Joining the old pipeline's thread takes a moment: not on the caller's thread.
             std::thread::spawn(move || old.stop());

@@ -25,15 +25,18 @@ pub(super) async fn findings(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Error> {
     let scope = caller.scope();
-    let resume = match headers.get("last-event-id") {
-        None => None,
-        Some(v) => {
-            Some(v.to_str().ok().and_then(|v| v.trim().parse::<i64>().ok()).ok_or_else(|| {
-                Error::InvalidArgument(
-                    "Last-Event-ID: expected the id of an event of this stream (an integer)".into(),
-                )
-            })?)
-        }
+    // An id this stream did not give (another version's) cannot be resumed from: the client
+    // is told to reload its list instead of being refused (which would end EventSource).
+    let resume: Option<Option<i64>> = headers
+        .get("last-event-id")
+        .map(|v| v.to_str().ok().and_then(|v| v.trim().parse::<i64>().ok()));
+    let holds = LongLived {
+        store: s.store.clone(),
+        auth: s.auth.clone(),
+        headers: headers.clone(),
+        address: caller.address.clone(),
+        scope: scope.clone(),
+        clock: s.clock.clone(),
     };
     // Subscribed before the catch-up query, so that no change falls between the two.
     let mut rx = s.events.subscribe();
@@ -43,15 +46,21 @@ pub(super) async fn findings(
         if tx.send(Ok(Event::default().comment("stream open"))).await.is_err() {
             return;
         }
-        if let Some(since) = resume {
+        if resume == Some(None) && tx.send(Ok(lagged(0))).await.is_err() {
+            return;
+        }
+        if let Some(Some(since)) = resume {
+            // Changes are stamped before their transaction commits and events go out in the
+            // order they are announced: the margin covers both.
             let filter = FindingFilter {
-                updated_since: Some(since),
-                limit: CATCH_UP,
+                updated_since: Some(since - RESUME_MARGIN_MS),
+                limit: CATCH_UP + 1,
                 ..FindingFilter::default()
             };
             match store.findings(&filter, &scope).await {
-                Ok(items) => {
-                    let full = items.len() as i64 >= CATCH_UP;
+                Ok(mut items) => {
+                    let full = items.len() as i64 > CATCH_UP;
+                    items.truncate(CATCH_UP as usize);
                     for f in items {
                         let Some(ev) = event(&store, f, "replayed").await else { continue };
                         if tx.send(Ok(ev)).await.is_err() {
@@ -69,10 +78,16 @@ pub(super) async fn findings(
                 }
             }
         }
+        let mut recheck = tokio::time::interval(holds.auth.recheck_every);
+        recheck.tick().await;
         loop {
             let next = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return,
+                // A logout, revocation, expiry, disabled account or changed scope ends it.
+                _ = recheck.tick() => {
+                    if holds.check().await { continue } else { return }
+                }
                 _ = tx.closed() => return,
                 r = rx.recv() => r,
             };
@@ -112,6 +127,33 @@ pub(super) async fn findings(
 
 /// Most changes sent on resumption; more, and the client is told to reload its list.
 const CATCH_UP: i64 = 1000;
+/// Resumption sends again the changes of this long before the client's last event id.
+const RESUME_MARGIN_MS: i64 = 30_000;
+
+/// What a long-lived answer re-checks its caller's credential with.
+pub(super) struct LongLived {
+    pub store: Store,
+    pub auth: std::sync::Arc<crate::auth::Auth>,
+    pub headers: HeaderMap,
+    pub address: String,
+    pub scope: crate::auth::Scope,
+    pub clock: std::sync::Arc<dyn common::Clock>,
+}
+
+impl LongLived {
+    pub async fn check(&self) -> bool {
+        let now = self.clock.now_ms();
+        crate::auth::still_holds(
+            &self.store,
+            &self.auth,
+            &self.headers,
+            &self.address,
+            &self.scope,
+            now,
+        )
+        .await
+    }
+}
 
 /// A finding's event: the finding with `change` (`opened`, `updated` (a repeat),
 /// `acknowledged`, `cleared`, `verified`, `dismissed`, or `replayed` on resumption). Its id is

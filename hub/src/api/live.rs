@@ -24,10 +24,14 @@ use crate::live::ring::{Next, Viewer};
 const PING_EVERY: Duration = Duration::from_secs(15);
 const VIEWER_READ_BUFFER: usize = 1024;
 const VIEWER_MESSAGE_MAX: usize = 16 << 10;
+/// A viewer whose socket takes nothing for this long (a frozen tab, a dead peer) is closed, so
+/// that it stops counting as a viewer (and an on-demand pull can stop).
+const SEND_STALL: Duration = Duration::from_secs(30);
 
 pub(super) async fn live(
     State(s): State<AppState>,
     caller: Caller,
+    headers: axum::http::HeaderMap,
     Path(id): Path<String>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, Error> {
@@ -40,6 +44,14 @@ pub(super) async fn live(
         ))
     })?;
     let (cameras, metrics, shutdown) = (s.cameras.clone(), s.metrics.clone(), s.shutdown.clone());
+    let credential = super::events::LongLived {
+        store: s.store.clone(),
+        auth: s.auth.clone(),
+        headers,
+        address: caller.address.clone(),
+        scope: caller.scope(),
+        clock: s.clock.clone(),
+    };
     Ok(ws
         // Viewers only answer pings and close: a small read buffer (the library zeroes all of
         // it at every read attempt; its 128 KiB default cost more than the video itself with a
@@ -55,23 +67,32 @@ pub(super) async fn live(
                 &[],
             );
             gauge.set(cameras.viewers() as i64);
-            serve(socket, viewer, shutdown).await;
+            serve(socket, viewer, shutdown, credential).await;
             gauge.set(cameras.viewers() as i64);
         })
         .into_response())
 }
 
-async fn serve(mut socket: WebSocket, mut viewer: Viewer, shutdown: common::Shutdown) {
+async fn serve(
+    mut socket: WebSocket,
+    mut viewer: Viewer,
+    shutdown: common::Shutdown,
+    credential: super::events::LongLived,
+) {
     let mut detections = viewer.detections();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
+    // A logout, revocation, expiry, disabled account or changed scope ends the socket.
+    let mut recheck = tokio::time::interval(credential.auth.recheck_every);
+    recheck.tick().await;
     let cancelled = shutdown.cancelled();
     tokio::pin!(cancelled);
     'serve: loop {
         // Everything ready goes out at once, with no wake-up in between.
         viewer.mark_seen();
         while let Some(next) = viewer.poll() {
-            if send_next(&mut socket, next).await.is_err() || shutdown.is_triggered() {
+            let sent = tokio::time::timeout(SEND_STALL, send_next(&mut socket, next)).await;
+            if !matches!(sent, Ok(Ok(()))) || shutdown.is_triggered() {
                 break 'serve;
             }
         }
@@ -87,6 +108,9 @@ async fn serve(mut socket: WebSocket, mut viewer: Viewer, shutdown: common::Shut
                 Some(Ok(_)) => continue,
             },
             _ = ping.tick() => Message::Ping(Default::default()),
+            _ = recheck.tick() => {
+                if credential.check().await { continue } else { break }
+            }
             // The latest analysis results, already JSON (shared, not copied per viewer).
             d = detections.next() => match axum::extract::ws::Utf8Bytes::try_from(d) {
                 Ok(text) => Message::Text(text),
@@ -94,11 +118,11 @@ async fn serve(mut socket: WebSocket, mut viewer: Viewer, shutdown: common::Shut
             },
             more = viewer.changed() => if more { continue } else { break },
         };
-        if socket.send(msg).await.is_err() {
+        if !matches!(tokio::time::timeout(SEND_STALL, socket.send(msg)).await, Ok(Ok(()))) {
             break;
         }
     }
-    let _ = socket.send(Message::Close(None)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), socket.send(Message::Close(None))).await;
 }
 
 /// Sends what the viewer's cursor gave (a text message before some, flushed together).

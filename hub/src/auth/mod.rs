@@ -226,6 +226,8 @@ pub struct Auth {
     pub max_body_bytes: usize,
     /// Recently verified credentials, for database outages.
     pub verified: Verified,
+    /// How often long-lived answers re-check their credential (`http.stream_recheck`).
+    pub recheck_every: std::time::Duration,
 }
 
 impl Auth {
@@ -236,6 +238,7 @@ impl Auth {
             .collect();
         Self {
             session_idle_ms: http.session_idle.as_millis() as i64,
+            recheck_every: http.stream_recheck.max(std::time::Duration::from_millis(100)),
             session_lifetime_ms: http.session_lifetime.as_millis() as i64,
             secure_cookies: http.secure_cookies,
             throttle: throttle::Throttle::new(
@@ -357,6 +360,24 @@ pub async fn authenticate(
             }
             other
         }
+    }
+}
+
+/// Whether the credential of a request still authenticates with the same scope (a long-lived
+/// answer re-checks it every `http.stream_recheck`). While the database is away, a credential
+/// verified in the last minutes still holds, as for new requests.
+pub async fn still_holds(
+    store: &Store,
+    auth: &Auth,
+    headers: &HeaderMap,
+    address: &str,
+    scope: &Scope,
+    now: UnixMs,
+) -> bool {
+    match authenticate(store, auth, headers, address, now).await {
+        Ok(Some(p)) => p.scope() == *scope,
+        Ok(None) => false,
+        Err(e) => matches!(e, Error::Database { .. }),
     }
 }
 

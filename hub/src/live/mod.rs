@@ -13,6 +13,8 @@ use ring::Ring;
 /// What a camera's source calls for each access unit: muxes it once into the camera's ring.
 pub struct Tap {
     ring: Arc<Ring>,
+    /// This tap's claim on the ring (a later source's tap, or a reset, takes it over).
+    claim: u64,
     camera: String,
     state: Mutex<TapState>,
 }
@@ -32,7 +34,8 @@ struct TapState {
 
 impl Tap {
     pub fn new(ring: Arc<Ring>, camera: &str) -> Self {
-        Self { ring, camera: camera.to_owned(), state: Mutex::default() }
+        let claim = ring.claim();
+        Self { ring, claim, camera: camera.to_owned(), state: Mutex::default() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, TapState> {
@@ -42,6 +45,9 @@ impl Tap {
 
 impl ingest::source::LiveSink for Tap {
     fn parameters(&self, avcc: &[u8], width: u32, height: u32) {
+        if !self.ring.owned_by(self.claim) {
+            return;
+        }
         let (w, h) =
             (u16::try_from(width).unwrap_or(u16::MAX), u16::try_from(height).unwrap_or(u16::MAX));
         let mut st = self.lock();
@@ -61,6 +67,9 @@ impl ingest::source::LiveSink for Tap {
     }
 
     fn unit(&self, key: bool, pts: i64, data: &[u8]) {
+        if !self.ring.owned_by(self.claim) {
+            return;
+        }
         let mut st = self.lock();
         if !st.ready {
             return;

@@ -75,6 +75,9 @@ pub struct Ring {
     /// The latest analysis results as the viewers' JSON message (a newer one replaces it: a
     /// viewer that was busy gets only the newest).
     detections: watch::Sender<Option<Bytes>>,
+    /// Which camera source may write here ([`Ring::claim`]): one that was replaced or stopped
+    /// may still deliver a few units before its thread ends, and they must not mix in.
+    owner: std::sync::atomic::AtomicU64,
 }
 
 /// What a viewer gets next.
@@ -104,7 +107,18 @@ impl Ring {
             viewers: Default::default(),
             clock: Mutex::new(None),
             detections: watch::channel(None).0,
+            owner: Default::default(),
         })
+    }
+
+    /// Makes the caller (a new camera source's tap) the only writer; returns its claim.
+    pub fn claim(&self) -> u64 {
+        self.owner.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
+    }
+
+    /// Whether `claim` is still the writer's.
+    pub fn owned_by(&self, claim: u64) -> bool {
+        self.owner.load(std::sync::atomic::Ordering::SeqCst) == claim
     }
 
     /// Where the camera's timestamp `pts` (90 kHz) lies on the viewers' media timeline.
@@ -145,6 +159,8 @@ impl Ring {
     /// Forgets the stream (its pull stopped): a viewer that comes later waits for the next
     /// pull's init segment instead of getting a stale picture.
     pub fn reset(&self) {
+        // The stopped source's last units are not wanted.
+        self.claim();
         let mut g = self.lock();
         g.init = None;
         g.generation += 1;
@@ -337,6 +353,16 @@ impl Viewer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_latest_claim_writes_and_a_reset_ends_every_claim() {
+        let ring = Ring::new(Limits::default());
+        let old = ring.claim();
+        let new = ring.claim();
+        assert!(!ring.owned_by(old) && ring.owned_by(new));
+        ring.reset();
+        assert!(!ring.owned_by(new), "a stopped source's last units are refused");
+    }
 
     #[test]
     fn a_reset_ring_gives_nothing_until_the_next_streams_init() {

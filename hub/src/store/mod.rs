@@ -946,7 +946,14 @@ impl Store {
             self.finding(id, scope).await?.ok_or(Error::NotFound(format!("finding {id}")))?;
         let mut audit = audit.clone();
         audit.before = Some(serde_json::json!({"state": before.state, "verdict": before.verdict}));
-        audit.after = Some(serde_json::json!({"verdict": name, "reason": reason, "note": note}));
+        let state_after = match (verdict, before.state.as_str()) {
+            (Verdict::Verified { .. }, "active") => "acknowledged",
+            (Verdict::Verified { .. }, other) => other,
+            (Verdict::Dismissed { .. }, _) => "cleared",
+        };
+        audit.after = Some(serde_json::json!({
+            "verdict": name, "reason": reason, "note": note, "state": state_after,
+        }));
         let stmt = Stmt::new(
             &sql,
             vec![

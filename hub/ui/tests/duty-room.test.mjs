@@ -28,8 +28,16 @@ describe('the duty room', { timeout: 600_000 }, () => {
   test('(a) a wall tile plays live video with the analysed boxes drawn', async () => {
     const { page } = op;
     await page.click('[data-nav=wall]');
-    await page.click('[data-layout="4"]');
-    for (const camera of ['dock', 'gate']) await page.click(`[data-tree-camera="${camera}"]`);
+    // A wall never arranged in this browser opens with the first cameras of the tree.
+    await page.waitForSelector('[data-tile="3"][data-camera]');
+    const shown = await page.$$eval('[data-tile][data-camera]', (els) => els.map((e) => e.getAttribute('data-camera')));
+    assert.deepEqual(shown, ['dock', 'aisle', 'line', 'gate']);
+    // A tile emptied and a camera clicked in the tree: it goes into the free tile.
+    await page.hover('[data-camera="line"]');
+    await page.click('[data-camera="line"] [data-role=remove]');
+    await page.waitForSelector('[data-tile="2"]:not([data-camera])');
+    await page.click('[data-tree-camera="line"]');
+    await page.waitForSelector('[data-tile="2"][data-camera="line"]');
     for (const camera of ['dock', 'gate']) {
       const [t0, f0] = await until(`the ${camera} tile to play`, 60_000, async () => {
         const [t, f] = await progress(page, camera);
@@ -93,6 +101,7 @@ describe('the duty room', { timeout: 600_000 }, () => {
   });
 
   test('(d) leaving the wall stops the on-demand camera pull within 30 s', async () => {
+    assert.equal((await hub.api('/api/v1/cameras/gate')).pull.active, true, 'pulled while on the wall');
     await op.page.click('[data-nav=findings]');
     await op.page.waitForSelector('main[data-view=findings]');
     const left = Date.now();
@@ -108,14 +117,21 @@ describe('the duty room', { timeout: 600_000 }, () => {
   test('(b, c) a scripted anomaly reaches the queue without a reload; verifying it is stored and audited', async () => {
     const { page } = op;
     await page.waitForSelector('[data-stream=live]');
+    const newest = (await hub.api('/api/v1/findings?limit=1')).items[0]?.id ?? 0;
+    // From here the page must not ask for the list again: the row comes over the stream.
+    const listed = [];
+    page.on('request', (r) => {
+      if (new URL(r.url()).pathname === '/api/v1/findings') listed.push(r.url());
+    });
     await hub.publish('fridge-manual', { values: { temperature_c: 21.5 } });
     const finding = await until('the anomaly stored', 20_000, async () => {
       const r = await hub.api('/api/v1/findings?device=fridge-manual');
-      return r.items[0];
+      return r.items[0]?.id > newest ? r.items[0] : null;
     });
     // The page was not reloaded: the row comes over the event stream.
     const row = `[data-finding="${finding.id}"]`;
     await page.waitForSelector(row, { timeout: 20_000 });
+    assert.deepEqual(listed, [], 'the list was fetched again instead of pushed');
     await shot(page, 'queue');
     await page.click(row);
     const detail = `[data-finding-detail="${finding.id}"]`;

@@ -203,3 +203,57 @@ async fn a_gstreamer_pulled_camera_is_viewed_live_as_well() -> anyhow::Result<()
     drop(sim);
     Ok(())
 }
+
+/// A live socket and an event stream end soon after their credential is revoked (they re-check
+/// it every `http.stream_recheck`); they do not outlive a logout or a disabled account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_ends_its_live_socket_and_its_event_stream() -> anyhow::Result<()> {
+    let clip = Clip::synthetic(320, 180, 10, 2)?;
+    let sim = SimCamera::start(&clip, 0, "live")?;
+    let mut cfg = config_with(&format!(
+        "{}\n[[cameras]]\nid = \"gate\"\nsite = \"s1\"\nurl = \"{}\"\nanalysis = \"off\"\n",
+        small_site(&[]),
+        sim.url()
+    ))?;
+    cfg.http.stream_recheck = Duration::from_secs(1);
+    let th = TestHub::start(cfg, StartOptions::default()).await?;
+    let r = th
+        .http
+        .post(format!("{}/api/v1/tokens", th.base))
+        .json(&json!({"name": "wall screen", "roles": ["admin"], "expires_in_days": 1}))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "token: {}", r.status());
+    let t: Value = r.json().await?;
+    let token = t["token"].as_str().unwrap().to_owned();
+    let mut ws = open(&th, "gate", &token, None).await?;
+    watch(&mut ws, 3).await?;
+    let stream = tests::client_with_token(&token)
+        .get(format!("{}/api/v1/findings/stream", th.base))
+        .send()
+        .await?;
+    assert_eq!(stream.status(), 200);
+    let ended = tokio::spawn(async move {
+        let mut stream = stream;
+        while let Ok(Some(_)) = stream.chunk().await {}
+    });
+    // Still open a while later: the re-check passes while the token holds.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(!ended.is_finished(), "the stream ended while its token held");
+    let r = th.http.delete(format!("{}/api/v1/tokens/{}", th.base, t["id"])).send().await?;
+    assert!(r.status().is_success(), "revoke: {}", r.status());
+    tokio::time::timeout(Duration::from_secs(10), ended).await??;
+    // The socket closes too (after the frames already sent).
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(m)) = ws.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the live socket outlived its revoked token");
+    th.stop().await;
+    drop(sim);
+    Ok(())
+}

@@ -106,13 +106,15 @@ async fn verdicts(cfg: config::Config) -> anyhow::Result<()> {
     assert!(b["error"]["message"].as_str().unwrap().contains("unknown verdict \"maybe\""), "{b}");
 
     // Audited with before and after.
-    for (id, action, verdict) in
-        [(xian, "finding.verify", "verified"), (xy, "finding.dismiss", "dismissed")]
-    {
+    for (id, action, verdict, state) in [
+        (xian, "finding.verify", "verified", "acknowledged"),
+        (xy, "finding.dismiss", "dismissed", "cleared"),
+    ] {
         let a = th.get(&format!("/api/v1/audit?action={action}&target=finding:{id}")).await?;
         let row = &a["items"][0];
         assert_eq!(row["before"]["verdict"], "unverified", "{a}");
         assert_eq!(row["after"]["verdict"], verdict, "{a}");
+        assert_eq!(row["after"]["state"], state, "{a}");
         assert!(row["actor"].as_str().unwrap().starts_with("token:"), "{a}");
     }
 
@@ -134,12 +136,12 @@ async fn verdicts(cfg: config::Config) -> anyhow::Result<()> {
         .then_some(()))
     })
     .await?;
-    let r = op
-        .get(format!("{}/api/v1/findings/stream", th.base))
-        .header("last-event-id", "yesterday")
-        .send()
-        .await?;
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // An id this stream did not give: not refused (EventSource would give up), told to reload.
+    let odd = stream(op.clone(), Some("yesterday".into())).await?;
+    wait_for(Duration::from_secs(10), "a lagged event for an unknown id", || async {
+        Ok(odd.lock().unwrap().contains("event: lagged").then_some(()))
+    })
+    .await?;
 
     // Departments read findings but give no verdicts.
     let dept = client_with_token(

@@ -96,11 +96,17 @@ export async function login(username: string, password: string): Promise<void> {
   void refreshSession().catch(() => undefined);
 }
 
+/** What this browser keeps of a user's work (the language is the browser's, not the user's). */
+const USER_KEYS = ['hub.wall.v1', 'hub.findings.filter'];
+
 export async function logout(): Promise<void> {
   try {
     await api('DELETE', '/api/v1/session');
   } finally {
+    // The next person at this browser starts afresh: no wall, filters or alarms of this one.
+    for (const k of USER_KEYS) localStorage.removeItem(k);
     session.value = null;
+    location.reload();
   }
 }
 

@@ -162,8 +162,11 @@ function onEvent(raw: Record<string, unknown>): void {
   const known = byId.value.has(id);
   // The stream sends the whole finding without saying what changed: one not listed yet, seen
   // once, active and unverified is taken as new (older hubs said `change: "opened"`).
+  // A change replayed on reconnection is new to this page when it was not listed: a critical
+  // finding opened while the stream was down still raises the alarm.
   const opened =
     raw.change === 'opened' ||
+    (raw.change === 'replayed' && !known && raw.state === 'active' && (raw.verdict ?? 'unverified') === 'unverified') ||
     (raw.change === undefined &&
       !known &&
       Number(raw.count) === 1 &&

@@ -5,7 +5,7 @@ import { cameras, loaded, sites } from '../lib/data';
 import { t, label } from '../lib/i18n';
 import { regionLabel } from '../lib/format';
 import { Tile } from '../wall/Tile';
-import { LAYOUTS, place, setLayout, toggleFull, wall } from '../wall/state';
+import { LAYOUTS, fillUnarranged, place, setLayout, toggleFull, wall } from '../wall/state';
 import type { Camera, Site } from '../lib/types';
 
 interface RegionNode {
@@ -124,6 +124,10 @@ export function Wall() {
     window.addEventListener('keydown', onKey);
     return () => window.removeEventListener('keydown', onKey);
   }, []);
+  // A wall never arranged here starts with the first cameras of the tree.
+  useEffect(() => {
+    if (loaded.value.cameras) fillUnarranged(tree().flatMap((r) => r.sites.flatMap((s) => s.cameras.map((c) => c.id))));
+  }, [loaded.value.cameras]);
   const w = wall.value;
   const n = w.layout;
   return (

@@ -36,7 +36,26 @@ function restore(): WallState {
   }
 }
 
+/** Nothing was kept: the wall shows the first cameras in scope until someone arranges it. */
+let unarranged = (() => {
+  try {
+    return localStorage.getItem(KEY) === null;
+  } catch {
+    return true;
+  }
+})();
+
 export const wall = signal<WallState>(restore());
+
+/** On a wall never arranged in this browser, the first cameras (in tree order) fill it. */
+export function fillUnarranged(cameraIds: string[]): void {
+  if (!unarranged || !cameraIds.length) return;
+  unarranged = false;
+  const w = wall.value;
+  if (w.tiles.some((t) => t !== null)) return;
+  const tiles = Array.from({ length: MAX_TILES }, (_, i) => (i < w.layout ? cameraIds[i] ?? null : null));
+  wall.value = { ...w, tiles };
+}
 
 effect(() => {
   try {
