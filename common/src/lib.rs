@@ -19,4 +19,4 @@ pub use codes::{ItemCode, RegionCode, Uscc};
 pub use error::ErrorKind;
 pub use ids::{CameraId, DeviceId, IdError, SiteId};
 pub use shutdown::Shutdown;
-pub use types::{FindingState, Industry, Severity};
+pub use types::{DismissReason, FindingState, Industry, Severity, Verdict};

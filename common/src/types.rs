@@ -56,6 +56,58 @@ pub enum FindingState {
     Cleared,
 }
 
+/// A person's verdict on a finding (the duty room's verification), given once.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Unverified,
+    /// A true finding, ready to become a supervision record.
+    Verified,
+    /// A false positive.
+    Dismissed,
+}
+
+/// Why a finding was dismissed (a fixed list, so that false positives can be counted by
+/// cause; `other` needs a note).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum DismissReason {
+    /// An animal (a cat on the loading dock).
+    Animal,
+    /// A shadow, reflection or change of light.
+    ShadowOrLight,
+    /// A person allowed to be there.
+    AuthorisedPerson,
+    /// A faulty sensor or camera.
+    EquipmentFault,
+    /// A test or maintenance work.
+    TestOrMaintenance,
+    /// The same event as another finding.
+    Duplicate,
+    /// Something else, said in the note.
+    Other,
+}
+
 macro_rules! str_enum {
     ($name:ident { $($variant:ident => $s:literal),+ $(,)? }) => {
         impl $name {
@@ -96,6 +148,16 @@ str_enum!(FindingState {
     Active => "active",
     Acknowledged => "acknowledged",
     Cleared => "cleared",
+});
+str_enum!(Verdict { Unverified => "unverified", Verified => "verified", Dismissed => "dismissed" });
+str_enum!(DismissReason {
+    Animal => "animal",
+    ShadowOrLight => "shadow_or_light",
+    AuthorisedPerson => "authorised_person",
+    EquipmentFault => "equipment_fault",
+    TestOrMaintenance => "test_or_maintenance",
+    Duplicate => "duplicate",
+    Other => "other",
 });
 
 #[cfg(test)]

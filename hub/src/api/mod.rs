@@ -18,14 +18,14 @@ use axum::response::{IntoResponse, Response};
 use crate::cameras::CameraManager;
 use crate::store::Evidence;
 use axum::{Json, Router};
-use common::{Clock, DeviceId, FindingState, Severity, UnixMs};
+use common::{Clock, DeviceId, FindingState, Severity, UnixMs, Verdict};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::Error;
 use crate::registry::{self, Device, Registry};
-use crate::store::{DeviceRow, Finding, FindingFilter, Store};
+use crate::store::{DeviceRow, Finding, FindingFilter, GivenVerdict, Store};
 
 pub use openapi::document as openapi_document;
 
@@ -333,26 +333,6 @@ fn finding_json(f: &Finding) -> Value {
     })
 }
 
-/// The finding verdicts a list may filter by.
-pub(crate) const VERDICTS: &[&str] = &["unverified", "verified", "dismissed"];
-
-fn verdicts(v: &Option<String>) -> Result<Vec<String>, Error> {
-    let Some(v) = v else { return Ok(Vec::new()) };
-    v.split(',')
-        .map(|w| {
-            let w = w.trim();
-            if VERDICTS.contains(&w) {
-                Ok(w.to_owned())
-            } else {
-                Err(Error::InvalidArgument(format!(
-                    "verdict: unknown verdict {w:?}; expected a comma list of {}",
-                    VERDICTS.join(", ")
-                )))
-            }
-        })
-        .collect()
-}
-
 /// How long `/healthz` waits for the database before calling it unavailable; and how long a
 /// write may wait before it counts as stalled.
 const HEALTH_DB_TIMEOUT: Duration = Duration::from_millis(700);
@@ -446,7 +426,7 @@ async fn list_findings(
         since: q.since.as_deref().map(|v| parse_time("since", v)).transpose()?,
         until: q.until.as_deref().map(|v| parse_time("until", v)).transpose()?,
         before_id,
-        verdicts: verdicts(&q.verdict)?,
+        verdicts: list::<Verdict>("verdict", &q.verdict)?,
         updated_since: None,
         limit: limit + 1,
     };
@@ -582,7 +562,7 @@ pub(crate) struct VerifyBody {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DismissBody {
-    reason: crate::store::DismissReason,
+    reason: common::DismissReason,
     /// Free text (required for `other`; at most 2,000 characters).
     note: Option<String>,
 }
@@ -609,10 +589,8 @@ async fn verify(
 ) -> Result<Json<Value>, Error> {
     let id = finding_id(id)?;
     let Json(b) = body.map_err(body_error)?;
-    let verdict = crate::store::Verdict::Verified { note: verdict_note(b.note)? };
-    let audit = caller.audit("finding.verify", format!("finding:{id}"));
-    let f = s.store.give_verdict(id, &verdict, s.clock.now_ms(), &caller.scope(), &audit).await?;
-    changed(&s, &f, "verified").await
+    let verdict = GivenVerdict::Verified { note: verdict_note(b.note)? };
+    give_verdict(&s, &caller, id, verdict).await
 }
 
 async fn dismiss(
@@ -624,15 +602,28 @@ async fn dismiss(
     let id = finding_id(id)?;
     let Json(b) = body.map_err(body_error)?;
     let note = verdict_note(b.note)?;
-    if b.reason == crate::store::DismissReason::Other && note.is_none() {
+    if b.reason == common::DismissReason::Other && note.is_none() {
         return Err(Error::InvalidArgument(
             "note: required when reason is \"other\" (say why the finding is false)".into(),
         ));
     }
-    let verdict = crate::store::Verdict::Dismissed { reason: b.reason, note };
-    let audit = caller.audit("finding.dismiss", format!("finding:{id}"));
+    give_verdict(&s, &caller, id, GivenVerdict::Dismissed { reason: b.reason, note }).await
+}
+
+/// Stores a verdict with its audit row and announces it.
+async fn give_verdict(
+    s: &AppState,
+    caller: &Caller,
+    id: i64,
+    verdict: GivenVerdict,
+) -> Result<Json<Value>, Error> {
+    let (action, change) = match verdict {
+        GivenVerdict::Verified { .. } => ("finding.verify", "verified"),
+        GivenVerdict::Dismissed { .. } => ("finding.dismiss", "dismissed"),
+    };
+    let audit = caller.audit(action, format!("finding:{id}"));
     let f = s.store.give_verdict(id, &verdict, s.clock.now_ms(), &caller.scope(), &audit).await?;
-    changed(&s, &f, "dismissed").await
+    changed(s, &f, change).await
 }
 
 /// Announces a person's change of a finding to the event streams (the duty room's other

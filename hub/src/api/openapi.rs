@@ -10,7 +10,7 @@
 use axum::extract::State;
 use axum::handler::Handler;
 use axum::routing::MethodRouter;
-use common::{CameraId, DeviceId, FindingState, Severity};
+use common::{CameraId, DeviceId, FindingState, Severity, Verdict};
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::{JsonSchema, Schema, json_schema};
 use serde_json::{Map, Value, json};
@@ -114,8 +114,8 @@ pub(super) fn states_schema(_: &mut SchemaGenerator) -> Schema {
 }
 
 pub(super) fn verdicts_schema(_: &mut SchemaGenerator) -> Schema {
-    let all = super::VERDICTS;
-    json_schema!({"type": "string", "pattern": list_pattern(all),
+    let all: Vec<&str> = Verdict::ALL.iter().map(|s| s.as_str()).collect();
+    json_schema!({"type": "string", "pattern": list_pattern(&all),
                   "description": format!("comma list of {}", all.join(", "))})
 }
 
@@ -854,7 +854,7 @@ fn finding_schema() -> Value {
             "first_seen": text, "last_seen": text, "count": {"type": "integer"},
             "last_value": {"type": ["number", "null"]}, "details": {},
             "acknowledged_at": opt_text, "cleared_at": opt_text, "updated_at": text,
-            "verdict": {"enum": super::VERDICTS}, "verdict_reason": opt_text,
+            "verdict": {"enum": Verdict::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()}, "verdict_reason": opt_text,
             "verdict_note": opt_text, "verdict_by": opt_text, "verdict_at": opt_text,
             "evidence": {"type": "array", "items": {"type": "object",
                 "required": ["id", "captured_at", "annotated_url", "frame_url"],

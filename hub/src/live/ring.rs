@@ -42,6 +42,9 @@ struct Inner {
     next_seq: u64,
     /// The camera was removed: viewers end.
     closed: bool,
+    /// The newest unit's camera timestamp and its time on the viewers' media timeline (both
+    /// 90 kHz ticks), to place analysis results on that timeline.
+    clock: Option<(i64, u64)>,
 }
 
 /// The limits of a ring.
@@ -69,9 +72,6 @@ pub struct Ring {
     tick: watch::Sender<u64>,
     /// Viewers reading this ring now.
     viewers: std::sync::atomic::AtomicUsize,
-    /// The newest unit's camera timestamp and its time on the viewers' media timeline (both
-    /// 90 kHz ticks), to place analysis results on that timeline.
-    clock: Mutex<Option<(i64, u64)>>,
     /// The latest analysis results as the viewers' JSON message (a newer one replaces it: a
     /// viewer that was busy gets only the newest).
     detections: watch::Sender<Option<Bytes>>,
@@ -101,11 +101,11 @@ impl Ring {
                 bytes: 0,
                 next_seq: 0,
                 closed: false,
+                clock: None,
             }),
             limits,
             tick,
             viewers: Default::default(),
-            clock: Mutex::new(None),
             detections: watch::channel(None).0,
             owner: Default::default(),
         })
@@ -121,15 +121,10 @@ impl Ring {
         self.owner.load(std::sync::atomic::Ordering::SeqCst) == claim
     }
 
-    /// Where the camera's timestamp `pts` (90 kHz) lies on the viewers' media timeline.
-    fn set_clock(&self, pts: i64, media: u64) {
-        *self.clock.lock().unwrap_or_else(|e| e.into_inner()) = Some((pts, media));
-    }
-
     /// The media time (seconds, as a player's `currentTime`) of the camera's timestamp `pts`,
     /// once the stream is muxed.
     pub fn media_seconds(&self, pts: i64) -> Option<f64> {
-        let (at, media) = (*self.clock.lock().unwrap_or_else(|e| e.into_inner()))?;
+        let (at, media) = self.lock().clock?;
         let t = media as i64 + (pts - at);
         (t >= 0).then(|| t as f64 / f64::from(super::fmp4::TIMESCALE))
     }
@@ -166,17 +161,17 @@ impl Ring {
         g.generation += 1;
         g.frames.clear();
         g.bytes = 0;
+        g.clock = None;
         drop(g);
-        *self.clock.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.detections.send_replace(None);
     }
 
     /// Appends one fragment (camera timestamp `pts`, media time `media`); the oldest go while
     /// the ring is over its limits.
     pub fn push(&self, key: bool, pts: i64, media: u64, data: Bytes) -> u64 {
-        self.set_clock(pts, media);
         let at = chrono::Utc::now().timestamp_millis();
         let mut g = self.lock();
+        g.clock = Some((pts, media));
         let seq = g.next_seq;
         g.next_seq += 1;
         g.bytes += data.len();

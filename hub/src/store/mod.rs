@@ -257,7 +257,7 @@ pub struct Finding {
     pub acknowledged_at: Option<UnixMs>,
     pub cleared_at: Option<UnixMs>,
     pub updated_at: UnixMs,
-    /// `unverified`, `verified` or `dismissed` ([`Verdict`]).
+    /// `unverified`, `verified` or `dismissed` ([`common::Verdict`]).
     pub verdict: String,
     pub verdict_reason: Option<String>,
     pub verdict_note: Option<String>,
@@ -266,51 +266,13 @@ pub struct Finding {
     pub verdict_at: Option<UnixMs>,
 }
 
-/// A person's verdict on a finding.
+/// A person's verdict on a finding, as given.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// A true finding, ready to become a supervision record; an active finding is also
-    /// acknowledged.
+pub enum GivenVerdict {
+    /// A true finding; an active finding is also acknowledged.
     Verified { note: Option<String> },
     /// A false positive; the finding is cleared.
-    Dismissed { reason: DismissReason, note: Option<String> },
-}
-
-/// Why a finding was dismissed (a fixed list, so that false positives can be counted by
-/// cause; `other` needs a note).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum DismissReason {
-    /// An animal (a cat on the loading dock).
-    Animal,
-    /// A shadow, reflection or change of light.
-    ShadowOrLight,
-    /// A person allowed to be there.
-    AuthorisedPerson,
-    /// A faulty sensor or camera.
-    EquipmentFault,
-    /// A test or maintenance work.
-    TestOrMaintenance,
-    /// The same event as another finding.
-    Duplicate,
-    /// Something else, said in the note.
-    Other,
-}
-
-impl DismissReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DismissReason::Animal => "animal",
-            DismissReason::ShadowOrLight => "shadow_or_light",
-            DismissReason::AuthorisedPerson => "authorised_person",
-            DismissReason::EquipmentFault => "equipment_fault",
-            DismissReason::TestOrMaintenance => "test_or_maintenance",
-            DismissReason::Duplicate => "duplicate",
-            DismissReason::Other => "other",
-        }
-    }
+    Dismissed { reason: common::DismissReason, note: Option<String> },
 }
 
 /// Longest verdict note, in characters.
@@ -331,8 +293,8 @@ pub struct FindingFilter {
     pub until: Option<UnixMs>,
     /// Only ids below this (the cursor of the previous page).
     pub before_id: Option<i64>,
-    /// `unverified`, `verified`, `dismissed`; any when empty.
-    pub verdicts: Vec<String>,
+    /// Any when empty.
+    pub verdicts: Vec<common::Verdict>,
     /// `updated_at >= updated_since`, oldest change first (an event stream's resumption).
     pub updated_since: Option<UnixMs>,
     pub limit: i64,
@@ -716,11 +678,8 @@ impl Store {
             let _ = write!(sql, " AND severity IN ({})", list(names));
         }
         if !f.verdicts.is_empty() {
-            let known: Vec<&str> = ["unverified", "verified", "dismissed"]
-                .into_iter()
-                .filter(|v| f.verdicts.iter().any(|w| w == v))
-                .collect();
-            let _ = write!(sql, " AND verdict IN ({})", list(known));
+            let names = f.verdicts.iter().map(|v| v.as_str()).collect();
+            let _ = write!(sql, " AND verdict IN ({})", list(names));
         }
         let order = if f.updated_since.is_some() { "updated_at, id" } else { "id DESC" };
         // One more than a page, so that the API can tell whether another page follows.
@@ -892,20 +851,38 @@ impl Store {
                 ));
             }
         };
-        let before =
-            self.finding(id, scope).await?.ok_or(Error::NotFound(format!("finding {id}")))?;
+        let before = self.finding_in(id, scope).await?;
         let mut audit = audit.clone();
         audit.before = Some(serde_json::json!({"state": before.state}));
         audit.after = Some(serde_json::json!({"state": to.as_str()}));
         let stmt = Stmt::new(sql, vec![Bind::Int(now), Bind::Int(id)]);
-        let applied = self.apply_if(&[stmt], &audit, now).await?;
-        let f = self.finding(id, scope).await?.ok_or(Error::NotFound(format!("finding {id}")))?;
+        self.change_finding(id, scope, stmt, &audit, now, |f| {
+            format!("finding {id} is {}; it cannot become {}", f.state, to.as_str())
+        })
+        .await
+    }
+
+    /// A finding within `scope`, or 404 (also outside it).
+    async fn finding_in(&self, id: i64, scope: &Scope) -> Result<Finding, Error> {
+        self.finding(id, scope).await?.ok_or(Error::NotFound(format!("finding {id}")))
+    }
+
+    /// Applies `stmt`, a change of finding `id` that changes nothing when the finding cannot
+    /// take it, with its audit row in one transaction; returns the finding after, or 409 with
+    /// `conflict`'s explanation.
+    async fn change_finding(
+        &self,
+        id: i64,
+        scope: &Scope,
+        stmt: Stmt,
+        audit: &AuditEntry,
+        now: UnixMs,
+        conflict: impl FnOnce(&Finding) -> String,
+    ) -> Result<Finding, Error> {
+        let applied = self.apply_if(&[stmt], audit, now).await?;
+        let f = self.finding_in(id, scope).await?;
         if applied.is_none() {
-            return Err(Error::Conflict(format!(
-                "finding {id} is {}; it cannot become {}",
-                f.state,
-                to.as_str()
-            )));
+            return Err(Error::Conflict(conflict(&f)));
         }
         Ok(f)
     }
@@ -916,41 +893,37 @@ impl Store {
     pub async fn give_verdict(
         &self,
         id: i64,
-        verdict: &Verdict,
+        verdict: &GivenVerdict,
         now: UnixMs,
         scope: &Scope,
         audit: &AuditEntry,
     ) -> Result<Finding, Error> {
-        let (name, reason, note) = match verdict {
-            Verdict::Verified { note } => ("verified", None, note.clone()),
-            Verdict::Dismissed { reason, note } => {
-                ("dismissed", Some(reason.as_str().to_owned()), note.clone())
-            }
-        };
-        let state = match verdict {
-            Verdict::Verified { .. } => {
+        let before = self.finding_in(id, scope).await?;
+        let (name, reason, note, set_state, state_after) = match verdict {
+            GivenVerdict::Verified { note } => (
+                "verified",
+                None,
+                note.clone(),
                 "state = CASE WHEN state = 'active' THEN 'acknowledged' ELSE state END, \
-                 acknowledged_at = CASE WHEN state = 'active' THEN $1 ELSE acknowledged_at END"
-            }
-            Verdict::Dismissed { .. } => {
+                 acknowledged_at = CASE WHEN state = 'active' THEN $1 ELSE acknowledged_at END",
+                if before.state == "active" { "acknowledged" } else { before.state.as_str() },
+            ),
+            GivenVerdict::Dismissed { reason, note } => (
+                "dismissed",
+                Some(reason.as_str().to_owned()),
+                note.clone(),
                 "state = 'cleared', \
-                 cleared_at = CASE WHEN state = 'cleared' THEN cleared_at ELSE $1 END"
-            }
+                 cleared_at = CASE WHEN state = 'cleared' THEN cleared_at ELSE $1 END",
+                "cleared",
+            ),
         };
         let sql = format!(
             "UPDATE findings SET verdict = $2, verdict_reason = $3, verdict_note = $4, \
-             verdict_by = $5, verdict_at = $1, updated_at = $1, {state} \
+             verdict_by = $5, verdict_at = $1, updated_at = $1, {set_state} \
              WHERE id = $6 AND verdict = 'unverified'"
         );
-        let before =
-            self.finding(id, scope).await?.ok_or(Error::NotFound(format!("finding {id}")))?;
         let mut audit = audit.clone();
         audit.before = Some(serde_json::json!({"state": before.state, "verdict": before.verdict}));
-        let state_after = match (verdict, before.state.as_str()) {
-            (Verdict::Verified { .. }, "active") => "acknowledged",
-            (Verdict::Verified { .. }, other) => other,
-            (Verdict::Dismissed { .. }, _) => "cleared",
-        };
         audit.after = Some(serde_json::json!({
             "verdict": name, "reason": reason, "note": note, "state": state_after,
         }));
@@ -965,16 +938,14 @@ impl Store {
                 Bind::Int(id),
             ],
         );
-        let applied = self.apply_if(&[stmt], &audit, now).await?;
-        let f = self.finding(id, scope).await?.ok_or(Error::NotFound(format!("finding {id}")))?;
-        if applied.is_none() {
-            return Err(Error::Conflict(format!(
+        self.change_finding(id, scope, stmt, &audit, now, |f| {
+            format!(
                 "finding {id} is already {} (by {}); a verdict is given once",
                 f.verdict,
                 f.verdict_by.as_deref().unwrap_or("someone")
-            )));
-        }
-        Ok(f)
+            )
+        })
+        .await
     }
 
     /// A device's readings, newest first (at most `limit`).

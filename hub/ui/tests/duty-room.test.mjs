@@ -181,6 +181,14 @@ describe('the duty room', { timeout: 600_000 }, () => {
   test('(e) a department user sees only its region’s cameras and findings', async () => {
     const u = hub.user('xianyang');
     const d = await newPage(browser, { width: 1024, height: 768 });
+    // A wrong password first: the login page says so (and is the one 401 this page may log).
+    await d.page.goto(`${hub.base}/`);
+    await d.page.fill('input[name=username]', u.username);
+    await d.page.fill('input[name=password]', 'not-the-password');
+    await d.page.click('form[data-form=login] button[type=submit]');
+    await d.page.waitForSelector('[data-role=login-error]');
+    await shot(d.page, 'login-error');
+    const loginErrors = d.errors().length;
     await login(d.page, hub.base, u.username, u.password);
     await d.page.click('[data-nav=wall]');
     await d.page.waitForSelector('[data-tree-camera]');
@@ -201,7 +209,12 @@ describe('the duty room', { timeout: 600_000 }, () => {
     await d.page.waitForSelector(`[data-finding-detail="${ids[0]}"]`);
     assert.equal(await d.page.$$eval('[data-action=verify], [data-action=dismiss]', (e) => e.length), 0);
     await shot(d.page, 'department-queue');
-    assert.deepEqual(d.errors(), []);
+    // In English, and a filter that matches nothing: the empty state.
+    await d.page.click('[data-lang=en]');
+    await d.page.selectOption('select[name=verdict]', 'dismissed');
+    await until('the empty queue', 10_000, async () => (await d.page.$$('[data-finding]')).length === 0);
+    await shot(d.page, 'department-queue-empty-en');
+    assert.deepEqual(d.errors().slice(loginErrors), []);
     await d.context.close();
   });
 });

@@ -99,17 +99,26 @@ async fn watch(ws: &mut Socket, n: usize) -> anyhow::Result<(String, Vec<(u32, u
     Ok((head["codec"].as_str().unwrap_or_default().to_owned(), frames))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn viewers_get_the_cameras_h264_as_fragmented_mp4_from_a_key_frame() -> anyhow::Result<()> {
+/// A hub with one relay-only camera `gate` (plus `extra` TOML) on a simulated 10 fps camera;
+/// `tweak` adjusts the configuration.
+async fn gate_hub(
+    extra: &str,
+    tweak: impl FnOnce(&mut config::Config),
+) -> anyhow::Result<(TestHub, SimCamera)> {
     let clip = Clip::synthetic(320, 180, 10, 2)?;
     let sim = SimCamera::start(&clip, 0, "live")?;
     let mut cfg = config_with(&format!(
-        "{}\n[[cameras]]\nid = \"gate\"\nsite = \"s1\"\nurl = \"{}\"\nanalysis = \"off\"\n",
+        "{}\n[[cameras]]\nid = \"gate\"\nsite = \"s1\"\nurl = \"{}\"\nanalysis = \"off\"\n{extra}",
         small_site(&[]),
         sim.url()
     ))?;
-    cfg.vision.live_linger = Duration::from_secs(2);
-    let th = TestHub::start(cfg, StartOptions::default()).await?;
+    tweak(&mut cfg);
+    Ok((TestHub::start(cfg, StartOptions::default()).await?, sim))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_get_the_cameras_h264_as_fragmented_mp4_from_a_key_frame() -> anyhow::Result<()> {
+    let (th, sim) = gate_hub("", |c| c.vision.live_linger = Duration::from_secs(2)).await?;
     // Relay-only and unwatched: not connected at all (no source ever started).
     let cam = th.get("/api/v1/cameras/gate").await?;
     assert_eq!(cam["pull"]["mode"], "on_demand", "{cam}");
@@ -184,15 +193,7 @@ async fn viewers_get_the_cameras_h264_as_fragmented_mp4_from_a_key_frame() -> an
 /// key frame, its codec from the stream's parameters.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gstreamer_pulled_camera_is_viewed_live_as_well() -> anyhow::Result<()> {
-    let clip = Clip::synthetic(320, 180, 10, 2)?;
-    let sim = SimCamera::start(&clip, 0, "live")?;
-    let cfg = config_with(&format!(
-        "{}\n[[cameras]]\nid = \"gate\"\nsite = \"s1\"\nurl = \"{}\"\nanalysis = \"off\"\n\
-         rtsp_client = \"gstreamer\"\nlatency_ms = 200\n",
-        small_site(&[]),
-        sim.url()
-    ))?;
-    let th = TestHub::start(cfg, StartOptions::default()).await?;
+    let (th, sim) = gate_hub("rtsp_client = \"gstreamer\"\nlatency_ms = 200\n", |_| {}).await?;
     let mut ws = open(&th, "gate", &th.admin_token, None).await?;
     let (codec, frames) = watch(&mut ws, 12).await?;
     assert!(codec.starts_with("avc1."), "{codec}");
@@ -208,15 +209,7 @@ async fn a_gstreamer_pulled_camera_is_viewed_live_as_well() -> anyhow::Result<()
 /// it every `http.stream_recheck`); they do not outlive a logout or a disabled account.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_token_ends_its_live_socket_and_its_event_stream() -> anyhow::Result<()> {
-    let clip = Clip::synthetic(320, 180, 10, 2)?;
-    let sim = SimCamera::start(&clip, 0, "live")?;
-    let mut cfg = config_with(&format!(
-        "{}\n[[cameras]]\nid = \"gate\"\nsite = \"s1\"\nurl = \"{}\"\nanalysis = \"off\"\n",
-        small_site(&[]),
-        sim.url()
-    ))?;
-    cfg.http.stream_recheck = Duration::from_secs(1);
-    let th = TestHub::start(cfg, StartOptions::default()).await?;
+    let (th, sim) = gate_hub("", |c| c.http.stream_recheck = Duration::from_secs(1)).await?;
     let r = th
         .http
         .post(format!("{}/api/v1/tokens", th.base))
@@ -227,7 +220,6 @@ async fn a_revoked_token_ends_its_live_socket_and_its_event_stream() -> anyhow::
     let t: Value = r.json().await?;
     let token = t["token"].as_str().unwrap().to_owned();
     let mut ws = open(&th, "gate", &token, None).await?;
-    watch(&mut ws, 3).await?;
     let stream = tests::client_with_token(&token)
         .get(format!("{}/api/v1/findings/stream", th.base))
         .send()
@@ -237,8 +229,9 @@ async fn a_revoked_token_ends_its_live_socket_and_its_event_stream() -> anyhow::
         let mut stream = stream;
         while let Ok(Some(_)) = stream.chunk().await {}
     });
-    // Still open a while later: the re-check passes while the token holds.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // While the token holds, the re-checks pass: 30 frames of the 10 fps camera span about
+    // three of them, and the socket and the stream stay open.
+    watch(&mut ws, 30).await?;
     assert!(!ended.is_finished(), "the stream ended while its token held");
     let r = th.http.delete(format!("{}/api/v1/tokens/{}", th.base, t["id"])).send().await?;
     assert!(r.status().is_success(), "revoke: {}", r.status());

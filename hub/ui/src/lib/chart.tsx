@@ -70,7 +70,7 @@ function options(p: ChartProps, width: number, marker: { current: number | null 
       scale,
       show: i >= 0 && i < 2,
       side: i === 1 ? 1 : 3,
-      size: 50,
+      size: 62,
       grid: i === 0 ? AXIS.grid : { show: false },
     });
   });

@@ -309,17 +309,26 @@ function Detail({ id }: { id: number }) {
   const [error, setError] = useState<string | null>(null);
   useEffect(() => {
     setError(null);
-    if (known) return;
+    // Kept when the list's filters later leave it out: the detail stays on screen.
+    if (known) {
+      setFetched(known);
+      return;
+    }
     let stop = false;
-    void fetchOne(id).then((f) => {
-      if (stop) return;
-      if (f) setFetched(f);
-      else setError(`#${id}`);
-    });
+    fetchOne(id).then(
+      (f) => {
+        if (stop) return;
+        if (f) setFetched(f);
+        else setError(`#${id}`);
+      },
+      (e: unknown) => {
+        if (!stop) setError(e instanceof Error ? e.message : t('error.network'));
+      },
+    );
     return () => {
       stop = true;
     };
-  }, [id, !!known]);
+  }, [id, known]);
   const f = known ?? (fetched?.id === id ? fetched : null);
   if (error) return <p class="error pad">{error}</p>;
   if (!f) return <p class="muted pad">{t('loading')}</p>;

@@ -15,7 +15,14 @@ export function Login() {
     try {
       await login(username.trim(), password);
     } catch (err) {
-      setError(err instanceof ApiError ? err.message : t('error.network'));
+      // The hub's own words for what is not the usual wrong password (throttling says when).
+      setError(
+        err instanceof ApiError
+          ? err.status === 401
+            ? t('login.wrong')
+            : err.message
+          : t('error.network'),
+      );
     } finally {
       setBusy(false);
     }
