@@ -94,13 +94,14 @@ fn run_once(
     if let Some(pad) = pipeline.by_name("parse").and_then(|p| p.static_pad("src")) {
         let (input, health) = (input.clone(), health.clone());
         let live = spec.live.clone();
-        // The caps the live view was last given (a new caps object: new parameters).
+        // The caps the live view was last given: other caps are new parameters (an equal caps
+        // object again is not; the comparison starts with the pointers).
         let given: Mutex<Option<gst::Caps>> = Mutex::new(None);
         pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
             if let (Some(tap), Some(b)) = (&live, info.buffer()) {
                 let caps = pad.current_caps();
                 let mut given = given.lock().unwrap_or_else(|e| e.into_inner());
-                if caps.as_ref().map(|c| c.as_ptr()) != given.as_ref().map(|c| c.as_ptr()) {
+                if caps != *given {
                     if let Some(st) = caps.as_ref().and_then(|c| c.structure(0))
                         && let (Ok(cd), Ok(w), Ok(h)) = (
                             st.get::<gst::Buffer>("codec_data"),
