@@ -19,4 +19,7 @@ pub use codes::{ItemCode, RegionCode, Uscc};
 pub use error::ErrorKind;
 pub use ids::{CameraId, DeviceId, IdError, SiteId};
 pub use shutdown::Shutdown;
-pub use types::{DismissReason, FindingState, Industry, Severity, Verdict};
+pub use types::{
+    DismissReason, FeedbackKind, FindingState, Industry, RecordAction, RecordState, RiskGrade,
+    Severity, Verdict,
+};

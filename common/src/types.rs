@@ -5,7 +5,17 @@ use std::str::FromStr;
 
 /// The industry a site belongs to; departments receive records by industry.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Industry {
@@ -108,6 +118,103 @@ pub enum DismissReason {
     Other,
 }
 
+/// Where a supervision record stands (docs/records.md, "Lifecycle").
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordState {
+    /// Nothing routed it: the duty room distributes it by hand.
+    New,
+    /// Sent to its candidate departments, waiting for one to claim it.
+    Distributed,
+    Claimed,
+    /// Given to a person of the claiming department.
+    Assigned,
+    /// The handling's result entered.
+    Resulted,
+    /// The department's reply (an inspection, penalty or coercion record) given.
+    FedBack,
+    Closed,
+    /// Every candidate department returned it (not theirs): the duty room routes it again.
+    Returned,
+}
+
+/// What can be done to a supervision record.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordAction {
+    Create,
+    Distribute,
+    Claim,
+    Assign,
+    Result,
+    Feedback,
+    Close,
+    Reopen,
+    Return,
+    /// The deadline monitor: overdue, escalated to the supervising level.
+    Escalate,
+    /// A repeat of the record's finding attached to it.
+    Attach,
+}
+
+/// What a department's feedback carries.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedbackKind {
+    Inspection,
+    Penalty,
+    Coercion,
+}
+
+/// A regulated entity's risk grade, A (lowest risk) to D.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+pub enum RiskGrade {
+    A,
+    B,
+    C,
+    D,
+}
+
 macro_rules! str_enum {
     ($name:ident { $($variant:ident => $s:literal),+ $(,)? }) => {
         impl $name {
@@ -177,3 +284,28 @@ mod tests {
         assert!(Severity::Critical > Severity::Minor);
     }
 }
+str_enum!(RecordState {
+    New => "new",
+    Distributed => "distributed",
+    Claimed => "claimed",
+    Assigned => "assigned",
+    Resulted => "resulted",
+    FedBack => "fed_back",
+    Closed => "closed",
+    Returned => "returned",
+});
+str_enum!(RecordAction {
+    Create => "create",
+    Distribute => "distribute",
+    Claim => "claim",
+    Assign => "assign",
+    Result => "result",
+    Feedback => "feedback",
+    Close => "close",
+    Reopen => "reopen",
+    Return => "return",
+    Escalate => "escalate",
+    Attach => "attach",
+});
+str_enum!(FeedbackKind { Inspection => "inspection", Penalty => "penalty", Coercion => "coercion" });
+str_enum!(RiskGrade { A => "A", B => "B", C => "C", D => "D" });

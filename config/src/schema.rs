@@ -33,6 +33,10 @@ pub struct Config {
     pub vision: Vision,
     /// RTSP cameras known from the file; more can be added through the API.
     pub cameras: Vec<Camera>,
+    /// Supervision records: which verified findings become records, deadlines, attachments.
+    pub records: Records,
+    /// Delivery of record events to departments' endpoints.
+    pub delivery: Delivery,
 }
 
 impl Default for Config {
@@ -51,6 +55,8 @@ impl Default for Config {
             outputs: Vec::new(),
             vision: Vision::default(),
             cameras: Vec::new(),
+            records: Records::default(),
+            delivery: Delivery::default(),
         }
     }
 }
@@ -703,4 +709,133 @@ pub fn parse_utc_offset(s: &str) -> Result<i32, String> {
         return Err(bad());
     }
     Ok(sign * (h * 3600 + m * 60))
+}
+
+/// Supervision records (docs/records.md).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Records {
+    /// Verified findings of these severities become records at once (in the verdict's
+    /// transaction); others wait for the duty room's "create record".
+    pub auto_severities: Vec<Severity>,
+    /// Verified findings of these supervision items become records at once.
+    pub auto_items: Vec<String>,
+    /// Deadlines by severity, used when the item's catalogue entry gives none.
+    pub deadlines: Deadlines,
+    /// How often the deadline monitor looks for overdue records.
+    #[serde(with = "humantime_serde")]
+    pub deadline_check: Duration,
+    /// Largest attachment (result photo, file) accepted, in bytes.
+    pub attachment_max_bytes: usize,
+}
+
+impl Default for Records {
+    fn default() -> Self {
+        Self {
+            auto_severities: Vec::new(),
+            auto_items: Vec::new(),
+            deadlines: Deadlines::default(),
+            deadline_check: Duration::from_secs(30),
+            attachment_max_bytes: 8 << 20,
+        }
+    }
+}
+
+/// Claim and close deadlines per severity.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Deadlines {
+    pub critical: Deadline,
+    pub major: Deadline,
+    pub minor: Deadline,
+    pub info: Deadline,
+}
+
+impl Deadlines {
+    pub fn of(&self, s: Severity) -> &Deadline {
+        match s {
+            Severity::Critical => &self.critical,
+            Severity::Major => &self.major,
+            Severity::Minor => &self.minor,
+            Severity::Info => &self.info,
+        }
+    }
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        let d = |claim: u64, close: u64| Deadline {
+            claim: Duration::from_secs(claim),
+            close: Duration::from_secs(close),
+        };
+        Self {
+            critical: d(30 * 60, 24 * 3600),
+            major: d(2 * 3600, 3 * 86400),
+            minor: d(24 * 3600, 7 * 86400),
+            info: d(3 * 86400, 30 * 86400),
+        }
+    }
+}
+
+/// A record must be claimed within `claim` of its distribution and closed within `close` of
+/// its creation; past either it is escalated.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deadline {
+    #[serde(with = "humantime_serde")]
+    pub claim: Duration,
+    #[serde(with = "humantime_serde")]
+    pub close: Duration,
+}
+
+/// Push delivery of record events (Standard Webhooks).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Delivery {
+    /// Networks (CIDR) endpoint addresses must lie in; a URL whose host resolves elsewhere is
+    /// refused when the subscription is made and at every attempt. Department systems sit on
+    /// government intranets: the default is loopback and the private ranges.
+    pub networks: Vec<String>,
+    /// Each attempt's limit (connect, send, answer).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Deliveries in flight at once, per hub.
+    pub concurrency: usize,
+    /// A claimed delivery's lease: another hub takes it over when this one has not finished
+    /// it by then (a crashed worker). Longer than `timeout`.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// How often the worker looks for due deliveries besides being woken by this hub's own
+    /// changes (other hubs' events, retries, expired leases).
+    #[serde(with = "humantime_serde")]
+    pub poll: Duration,
+    /// The old secret keeps signing beside the new one this long after a rotation.
+    #[serde(with = "humantime_serde")]
+    pub rotation_overlap: Duration,
+    /// A subscription whose deliveries only failed for this long is disabled.
+    #[serde(with = "humantime_serde")]
+    pub disable_after: Duration,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Self {
+            networks: [
+                "127.0.0.0/8",
+                "::1/128",
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                "fc00::/7",
+            ]
+            .map(String::from)
+            .to_vec(),
+            timeout: Duration::from_secs(15),
+            concurrency: 64,
+            lease: Duration::from_secs(60),
+            poll: Duration::from_secs(1),
+            rotation_overlap: Duration::from_secs(86400),
+            disable_after: Duration::from_secs(5 * 86400),
+        }
+    }
 }

@@ -113,11 +113,22 @@ pub(crate) fn deserialize_all(text: &str) -> Result<Config, Vec<Problem>> {
                     config.vision = v;
                 }
             }
+            "records" => {
+                if let Some(v) = de_item(value, &key, text, p) {
+                    config.records = v;
+                }
+            }
+            "delivery" => {
+                if let Some(v) = de_item(value, &key, text, p) {
+                    config.delivery = v;
+                }
+            }
             other => {
                 let mut pr = problem(
                     other,
                     "unknown section; expected one of data_dir, http, database, mqtt, pipeline, \
-                     models, sites, device_kinds, devices, rules, outputs, vision, cameras",
+                     models, sites, device_kinds, devices, rules, outputs, vision, cameras, records, \
+                     delivery",
                 );
                 locate::fill_position(text, &mut pr);
                 p.push(pr);
@@ -268,7 +279,35 @@ impl Config {
                 ));
             }
         }
+        for (i, n) in self.delivery.networks.iter().enumerate() {
+            if n.parse::<ipnet::IpNet>().is_err() {
+                out.push(problem(
+                    format!("delivery.networks[{i}]"),
+                    format!("{n:?} is not an address range such as \"10.0.0.0/8\" or \"fc00::/7\""),
+                ));
+            }
+        }
+        for (i, code) in self.records.auto_items.iter().enumerate() {
+            if let Err(e) = common::ItemCode::new(code) {
+                out.push(problem(format!("records.auto_items[{i}]"), format!("{code:?}: {e}")));
+            }
+        }
+        if self.delivery.concurrency == 0 {
+            out.push(problem("delivery.concurrency", "must be at least 1"));
+        }
+        if self.delivery.lease <= self.delivery.timeout {
+            out.push(problem(
+                "delivery.lease",
+                "must be longer than delivery.timeout (a lease must outlive an attempt)",
+            ));
+        }
+        if self.records.attachment_max_bytes < 1024 {
+            out.push(problem("records.attachment_max_bytes", "must be at least 1024"));
+        }
         for (name, d) in [
+            ("records.deadline_check", self.records.deadline_check),
+            ("delivery.timeout", self.delivery.timeout),
+            ("delivery.poll", self.delivery.poll),
             ("http.session_idle", self.http.session_idle),
             ("http.session_lifetime", self.http.session_lifetime),
             ("http.login_window", self.http.login_window),

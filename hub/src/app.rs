@@ -348,11 +348,55 @@ impl Hub {
         if let Some(p) = &provisioner {
             crate::broker_accounts::check_accounts(p.clone(), registry.clone());
         }
+        // Supervision records: the delivery worker and the deadline monitor.
+        let waker = crate::delivery::Waker::default();
+        let delivery_networks: Arc<Vec<ipnet::IpNet>> =
+            Arc::new(cfg.delivery.networks.iter().filter_map(|n| n.parse().ok()).collect());
+        let worker = crate::delivery::Worker {
+            store: store.clone(),
+            cfg: cfg.delivery.clone(),
+            networks: delivery_networks.clone(),
+            waker: waker.clone(),
+            clock: clock.clone(),
+            owner: format!("{}:{}", std::process::id(), crate::auth::secrets::random(8)),
+            metrics: metrics.clone(),
+        };
+        let worker = Arc::new(worker);
+        let (w, s) = (worker.clone(), shutdown.clone());
+        tasks.push((
+            "delivery",
+            sup.spawn("delivery", Restart::Always, move || {
+                let (w, s) = (w.clone(), s.clone());
+                async move {
+                    if let Err(e) = w.run(s).await {
+                        error!(error = %e, "the delivery worker stopped");
+                    }
+                }
+            }),
+        ));
+        let (st, s, c, wk) = (store.clone(), shutdown.clone(), clock.clone(), waker.clone());
+        let every = cfg.records.deadline_check;
+        tasks.push((
+            "deadline-monitor",
+            sup.spawn("deadline-monitor", Restart::Always, move || {
+                let (st, s, c, wk) = (st.clone(), s.clone(), c.clone(), wk.clone());
+                async move { crate::records::deadline_monitor(st, c, wk, every, s).await }
+            }),
+        ));
+        let records = Arc::new(api::records::RecordsCtx {
+            policy: crate::store::records::Policy::of(&cfg.records),
+            waker,
+            networks: delivery_networks,
+            attachments_dir: cfg.data_dir.join("attachments"),
+            attachment_max_bytes: cfg.records.attachment_max_bytes,
+            rotation_overlap_ms: cfg.delivery.rotation_overlap.as_millis() as i64,
+        });
         let state = AppState {
+            records: records.clone(),
             store: store.clone(),
             registry: registry.clone(),
             metrics: metrics.clone(),
-            clock,
+            clock: clock.clone(),
             mqtt_ready,
             cameras: cameras.clone(),
             evidence_dir,

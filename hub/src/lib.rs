@@ -3,6 +3,7 @@
 //!
 //! The hub knows nothing of GStreamer or RTSP; sources hand it messages, `inference` hands it
 //! hits.
+#![recursion_limit = "256"]
 
 pub mod accounts;
 pub mod api;
@@ -10,6 +11,7 @@ pub mod app;
 pub mod auth;
 pub mod broker_accounts;
 pub mod cameras;
+pub mod delivery;
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod error;
@@ -17,6 +19,7 @@ pub mod evidence;
 pub mod live;
 pub mod outputs;
 pub mod pipeline;
+pub mod records;
 pub mod registry;
 pub mod store;
 pub mod supervise;

@@ -6,7 +6,9 @@ mod cameras;
 mod events;
 mod live;
 mod openapi;
+pub mod records;
 mod session;
+mod subscriptions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +66,8 @@ pub struct AppState {
     /// Ends the endless answers (event streams) at shutdown, so that the server's graceful
     /// shutdown does not wait for them.
     pub shutdown: common::Shutdown,
+    /// Supervision records and their delivery.
+    pub records: Arc<records::RecordsCtx>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -100,6 +104,8 @@ const OPERATORS: Access = Access::Roles(&[Duty]);
 const VIEWERS: Access = Access::Roles(&[Duty, Dept, Integ]);
 /// Registering devices, adding cameras: integrators (of their sites).
 const INTEGRATORS: Access = Access::Roles(&[Integ]);
+/// Acting on records as the department holding them; subscriptions.
+const DEPARTMENTS: Access = Access::Roles(&[Dept]);
 /// Departments, users, tokens, the audit log, reloading the configuration.
 const ADMINS: Access = Access::Roles(&[]);
 
@@ -146,6 +152,34 @@ fn routes() -> openapi::Routes {
         .post("/api/v1/tokens", ADMINS, admin::create_token)
         .delete("/api/v1/tokens/{id}", ADMINS, admin::revoke_token)
         .get("/api/v1/audit", ADMINS, admin::audit)
+        .get("/api/v1/catalogue", FINDING_READERS, records::catalogue)
+        .post("/api/v1/catalogue", ADMINS, records::import_catalogue)
+        .get("/api/v1/entities", FINDING_READERS, records::entities)
+        .post("/api/v1/entities", ADMINS, records::import_entities)
+        .post("/api/v1/findings/{id}/record", OPERATORS, records::from_finding)
+        .get("/api/v1/records", FINDING_READERS, records::list_records)
+        .get("/api/v1/records/events", FINDING_READERS, records::events)
+        .get("/api/v1/records/export", FINDING_READERS, records::export)
+        .get("/api/v1/records/{id}", FINDING_READERS, records::get_record)
+        .post("/api/v1/records/{id}/distribute", OPERATORS, records::act)
+        .post("/api/v1/records/{id}/claim", DEPARTMENTS, records::act)
+        .post("/api/v1/records/{id}/assign", DEPARTMENTS, records::act)
+        .post("/api/v1/records/{id}/result", DEPARTMENTS, records::act)
+        .post("/api/v1/records/{id}/feedback", DEPARTMENTS, records::act)
+        .post("/api/v1/records/{id}/close", FINDING_READERS, records::act)
+        .post("/api/v1/records/{id}/reopen", FINDING_READERS, records::act)
+        .post("/api/v1/records/{id}/return", DEPARTMENTS, records::act)
+        .post("/api/v1/records/{id}/attachments", FINDING_READERS, records::upload)
+        .get("/api/v1/records/{id}/attachments/{aid}", FINDING_READERS, records::download)
+        .get("/api/v1/notices", FINDING_READERS, records::notices)
+        .get("/api/v1/subscriptions", DEPARTMENTS, subscriptions::list)
+        .post("/api/v1/subscriptions", DEPARTMENTS, subscriptions::create)
+        .get("/api/v1/subscriptions/{id}", DEPARTMENTS, subscriptions::get_one)
+        .patch("/api/v1/subscriptions/{id}", DEPARTMENTS, subscriptions::update)
+        .delete("/api/v1/subscriptions/{id}", DEPARTMENTS, subscriptions::delete)
+        .post("/api/v1/subscriptions/{id}/rotate", DEPARTMENTS, subscriptions::rotate)
+        .get("/api/v1/subscriptions/{id}/deliveries", DEPARTMENTS, subscriptions::deliveries)
+        .post("/api/v1/subscriptions/{id}/replay", DEPARTMENTS, subscriptions::replay)
 }
 
 /// A JSON body's rejection as the API's error: too large 413, not JSON 415, else 400.
@@ -330,6 +364,7 @@ fn finding_json(f: &Finding) -> Value {
         "verdict_note": f.verdict_note,
         "verdict_by": f.verdict_by,
         "verdict_at": f.verdict_at.map(rfc3339),
+        "record_id": f.record_id,
     })
 }
 
@@ -622,7 +657,23 @@ async fn give_verdict(
         GivenVerdict::Dismissed { .. } => ("finding.dismiss", "dismissed"),
     };
     let audit = caller.audit(action, format!("finding:{id}"));
-    let f = s.store.give_verdict(id, &verdict, s.clock.now_ms(), &caller.scope(), &audit).await?;
+    let scope = caller.scope();
+    // A finding the policy makes a record of at once: made in the verdict's transaction.
+    let mut plan = None;
+    if let GivenVerdict::Verified { .. } = verdict
+        && let Some(f) = s.store.finding(id, &scope).await?
+        && f.verdict == "unverified"
+        && f.record_id.is_none()
+        && f.item_code.is_some()
+        && s.records.policy.auto(&f)
+    {
+        plan = Some(s.store.plan_record(&f, None, &s.records.policy).await?);
+    }
+    let f =
+        s.store.give_verdict(id, &verdict, s.clock.now_ms(), &scope, &audit, plan.as_ref()).await?;
+    if plan.is_some() {
+        s.records.waker.wake();
+    }
     changed(s, &f, change).await
 }
 

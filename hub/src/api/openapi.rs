@@ -119,6 +119,12 @@ pub(super) fn verdicts_schema(_: &mut SchemaGenerator) -> Schema {
                   "description": format!("comma list of {}", all.join(", "))})
 }
 
+pub(super) fn record_states_schema(_: &mut SchemaGenerator) -> Schema {
+    let all: Vec<&str> = common::RecordState::ALL.iter().map(|s| s.as_str()).collect();
+    json_schema!({"type": "string", "pattern": list_pattern(&all),
+                  "description": format!("comma list of {}", all.join(", "))})
+}
+
 pub(super) fn severities_schema(_: &mut SchemaGenerator) -> Schema {
     let all: Vec<&str> = Severity::ALL.iter().map(|s| s.as_str()).collect();
     json_schema!({"type": "string", "pattern": list_pattern(&all),
@@ -550,6 +556,7 @@ pub fn document(sites: &[String], kinds: &[String]) -> Value {
     );
 
     access_operations(&mut sc, &mut put);
+    record_operations(&mut sc, &mut put);
 
     // Defines `#/components/schemas/Error`, which every error response names.
     sc.body::<ErrorBody>();
@@ -566,6 +573,8 @@ pub fn document(sites: &[String], kinds: &[String]) -> Value {
     schemas.insert("CameraPatch".into(), camera_patch(&camera));
     schemas.insert("CameraView".into(), camera_view_schema(&camera));
     schemas.insert("Finding".into(), finding_schema());
+    schemas.insert("Record".into(), record_schema());
+    schemas.insert("Subscription".into(), subscription_schema());
     schemas.insert("Device".into(), device_schema());
     schemas.insert("Health".into(), health_schema());
     let mut paths = Value::Object(paths);
@@ -856,6 +865,7 @@ fn finding_schema() -> Value {
             "acknowledged_at": opt_text, "cleared_at": opt_text, "updated_at": text,
             "verdict": {"enum": Verdict::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()}, "verdict_reason": opt_text,
             "verdict_note": opt_text, "verdict_by": opt_text, "verdict_at": opt_text,
+            "record_id": {"type": ["integer", "null"]},
             "evidence": {"type": "array", "items": {"type": "object",
                 "required": ["id", "captured_at", "annotated_url", "frame_url"],
                 "properties": {"id": {"type": "integer"}, "captured_at": text,
@@ -878,6 +888,367 @@ fn health_schema() -> Value {
     json!({"type": "object", "required": ["status"],
            "properties": {"status": {"enum": ["ok", "degraded"]}},
            "description": "status, and what each part (database, mqtt, tasks) says"})
+}
+
+fn record_schema() -> Value {
+    let text = json!({"type": "string"});
+    let opt_text = json!({"type": ["string", "null"]});
+    let states: Vec<&str> = common::RecordState::ALL.iter().map(|s| s.as_str()).collect();
+    json!({"type": "object",
+        "required": ["id", "number", "state", "item_code", "site_id", "entity", "severity",
+            "region", "candidates", "claim_due_at", "close_due_at", "deadline", "cursor"],
+        "properties": {
+            "id": {"type": "integer"}, "number": text, "state": {"enum": states},
+            "item_code": text, "item_name": text, "severity": text, "industry": text,
+            "region": text, "site_id": text, "site_name": opt_text,
+            "entity": {"type": "object", "required": ["name", "uscc"], "properties": {
+                "name": text, "uscc": text, "address": opt_text, "risk_grade": opt_text}},
+            "summary": text, "finding_ids": {"type": "array", "items": {"type": "integer"}},
+            "occurrences": {"type": "integer"}, "first_seen": text, "last_seen": text,
+            "evidence": {"type": "object"},
+            "candidates": {"type": "array", "items": text},
+            "department_id": opt_text, "assignee": opt_text, "result": {}, "feedback": {},
+            "claim_due_at": text, "close_due_at": text,
+            "deadline": {"enum": ["ok", "claim_overdue", "close_overdue", "met", "late"]},
+            "escalation": {"type": ["object", "null"]},
+            "created_at": text, "created_by": text, "updated_at": text, "closed_at": opt_text,
+            "cursor": text,
+            "timeline": {"type": "array", "items": {"type": "object",
+                "required": ["id", "action", "to", "actor", "at"],
+                "properties": {"id": {"type": "integer"}, "action": text, "from": opt_text,
+                    "to": text, "actor": text, "at": text, "note": opt_text, "data": {},
+                    "attachments": {"type": "array"}}}},
+            "attachments": {"type": "array"},
+            "allowed": {"type": "array", "items": text}}})
+}
+
+fn subscription_schema() -> Value {
+    let text = json!({"type": "string"});
+    let opt_text = json!({"type": ["string", "null"]});
+    json!({"type": "object",
+        "required": ["id", "department_id", "name", "url", "transport", "filters", "enabled",
+            "pending", "delivered", "failed", "keys"],
+        "properties": {"id": {"type": "integer"}, "department_id": text, "name": text,
+            "url": text, "transport": {"enum": ["webhook"]}, "filters": {"type": "object"},
+            "enabled": {"type": "boolean"}, "disabled_reason": opt_text, "disabled_at": opt_text,
+            "failing_since": opt_text, "last_success_at": opt_text,
+            "pending": {"type": "integer"}, "delivered": {"type": "integer"},
+            "failed": {"type": "integer"}, "created_at": text, "created_by": text,
+            "keys": {"type": "array"},
+            "secret": {"type": "string", "description": "shown once: on creation and rotation"}}})
+}
+
+/// Supervision records, the catalogue, entities, notices and subscriptions.
+fn record_operations(sc: &mut Schemas, put: &mut impl FnMut(&str, &str, Value)) {
+    use super::records::{
+        AssignBody, DistributeBody, EventQuery, ExportQuery, FeedbackBody, NoteBody,
+        RecordFromFinding, RecordQuery, RequiredNoteBody, ResultBody, UploadQuery,
+    };
+    use super::subscriptions::{DeliveryQuery, NewSubscription, ReplayBody, SubscriptionChange};
+    let record = reference("Record");
+    let sub = reference("Subscription");
+    let record_id = sc.path::<i64>("record id");
+    let sub_id = sc.path::<i64>("subscription id");
+    let any_items = items(json!({"type": "object"}));
+    let problems = json!({"type": "object", "required": ["imported"], "properties": {
+        "imported": {"type": "integer"}}});
+    let file = |csv: bool| {
+        let mut c =
+            json!({"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}});
+        if csv {
+            c["text/csv"] = json!({"schema": {"type": "string"}});
+        }
+        json!({"required": true, "content": c})
+    };
+    put(
+        "/api/v1/catalogue",
+        "get",
+        op(
+            "The supervision item catalogue",
+            vec![],
+            json_ok("the items", any_items.clone()),
+            &[500, 503],
+        ),
+    );
+    let mut imp = op(
+        "Import catalogue entries (CSV or JSON): all rows or none; 400 lists every bad row",
+        vec![],
+        json_ok("imported", problems.clone()),
+        &[400, 413, 415, 500, 503],
+    );
+    imp["requestBody"] = file(true);
+    put("/api/v1/catalogue", "post", imp);
+    put(
+        "/api/v1/entities",
+        "get",
+        op(
+            "Regulated entities within the caller's scope",
+            vec![],
+            json_ok("the entities", any_items.clone()),
+            &[500, 503],
+        ),
+    );
+    let mut imp = op(
+        "Import regulated entities (CSV or JSON; USCC checked by GB 32100): all rows or none",
+        vec![],
+        json_ok("imported", problems),
+        &[400, 413, 415, 500, 503],
+    );
+    imp["requestBody"] = file(true);
+    put("/api/v1/entities", "post", imp);
+    put("/api/v1/findings/{id}/record", "post", with_body(
+        op("Make a supervision record of a verified finding (or attach it to its key's open record)",
+            vec![sc.path::<i64>("finding id")],
+            (201, "a new record", content("application/json", record.clone())),
+            &[400, 404, 409, 413, 415, 500, 503])
+        .tap(|o| o["responses"]["200"] = json!({"description": "the open record it belongs to",
+            "content": content("application/json", record.clone())})),
+        "application/json", sc.body::<RecordFromFinding>()));
+    let page = json!({"type": "object", "required": ["items", "next"], "properties": {
+        "items": {"type": "array", "items": record.clone()},
+        "next": {"type": ["string", "null"], "description": "cursor: pass as after (pull) or cursor (newest first)"}}});
+    put(
+        "/api/v1/records",
+        "get",
+        op(
+            "Records: newest first (filters, cursor), or changed after a cursor in commit order (after)",
+            sc.query::<RecordQuery>(),
+            json_ok("a page of records", page),
+            &[400, 500, 503],
+        ),
+    );
+    let events = json!({"type": "object", "required": ["items", "next"], "properties": {
+        "items": {"type": "array", "items": {"type": "object"}}, "next": {"type": "string"}}});
+    put(
+        "/api/v1/records/events",
+        "get",
+        op(
+            "Record events (CloudEvents) in commit order after a cursor",
+            sc.query::<EventQuery>(),
+            json_ok("events", events),
+            &[400, 500, 503],
+        ),
+    );
+    put(
+        "/api/v1/records/export",
+        "get",
+        op(
+            "Records changed after a cursor as CSV (format=exchange adds the control columns); the next cursor in x-next-cursor",
+            sc.query::<ExportQuery>(),
+            (200, "CSV", json!({"text/csv": {"schema": {"type": "string"}}})),
+            &[400, 500, 503],
+        ),
+    );
+    put(
+        "/api/v1/records/{id}",
+        "get",
+        op(
+            "One record with its timeline",
+            vec![record_id.clone()],
+            json_ok("the record", record.clone()),
+            &[400, 404, 500, 503],
+        ),
+    );
+    let action = |sc: &mut Schemas, summary: &str, body: Value| {
+        let _ = sc;
+        with_body(
+            op(
+                summary,
+                vec![record_id.clone()],
+                json_ok("the record after the step", record.clone()),
+                &[400, 403, 404, 409, 413, 500, 503],
+            ),
+            "application/json",
+            body,
+        )
+    };
+    let b = sc.body::<DistributeBody>();
+    put(
+        "/api/v1/records/{id}/distribute",
+        "post",
+        action(sc, "Send a new or returned record to departments", b),
+    );
+    let b = sc.body::<NoteBody>();
+    put(
+        "/api/v1/records/{id}/claim",
+        "post",
+        action(sc, "Claim a distributed record (a candidate department)", b.clone()),
+    );
+    put("/api/v1/records/{id}/close", "post", action(sc, "Close a fed-back record", b));
+    let b = sc.body::<AssignBody>();
+    put(
+        "/api/v1/records/{id}/assign",
+        "post",
+        action(sc, "Assign a claimed record to a person", b),
+    );
+    let b = sc.body::<ResultBody>();
+    put("/api/v1/records/{id}/result", "post", action(sc, "Enter the handling's result", b));
+    let b = sc.body::<FeedbackBody>();
+    put(
+        "/api/v1/records/{id}/feedback",
+        "post",
+        action(sc, "Feed back (an inspection, penalty or coercion record)", b),
+    );
+    let b = sc.body::<RequiredNoteBody>();
+    put("/api/v1/records/{id}/reopen", "post", action(sc, "Reopen a closed record", b.clone()));
+    put(
+        "/api/v1/records/{id}/return",
+        "post",
+        action(sc, "Return a record that is not the department's", b),
+    );
+    let mut params = vec![record_id.clone()];
+    params.extend(sc.query::<UploadQuery>());
+    let mut up = op(
+        "Upload a result photo or file (JPEG, PNG, WebP, PDF; records.attachment_max_bytes)",
+        params,
+        (
+            201,
+            "stored",
+            content(
+                "application/json",
+                json!({"type": "object",
+            "required": ["id", "name", "content_type", "size", "url"]}),
+            ),
+        ),
+        &[400, 403, 404, 413, 415, 500, 503],
+    );
+    up["requestBody"] = json!({"required": true, "content": {
+        "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+        "image/png": {"schema": {"type": "string", "format": "binary"}}}});
+    put("/api/v1/records/{id}/attachments", "post", up);
+    let aid = json!({"name": "aid", "in": "path", "required": true, "description": "attachment id",
+        "schema": {"type": "integer", "format": "int64"}});
+    put(
+        "/api/v1/records/{id}/attachments/{aid}",
+        "get",
+        op(
+            "An attachment's bytes",
+            vec![record_id.clone(), aid],
+            (
+                200,
+                "the file",
+                json!({"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}),
+            ),
+            &[400, 404, 500, 503],
+        ),
+    );
+    put(
+        "/api/v1/notices",
+        "get",
+        op(
+            "Notices: escalations, failing and disabled endpoints",
+            vec![],
+            json_ok("notices", any_items.clone()),
+            &[500, 503],
+        ),
+    );
+    put(
+        "/api/v1/subscriptions",
+        "get",
+        op(
+            "The department's subscriptions",
+            vec![],
+            json_ok("subscriptions", items(sub.clone())),
+            &[403, 500, 503],
+        ),
+    );
+    put(
+        "/api/v1/subscriptions",
+        "post",
+        with_body(
+            op(
+                "Subscribe an endpoint (Standard Webhooks); the answer carries the secret once",
+                vec![],
+                (201, "subscribed", content("application/json", sub.clone())),
+                &[400, 403, 413, 415, 500, 503],
+            ),
+            "application/json",
+            sc.body::<NewSubscription>(),
+        ),
+    );
+    put(
+        "/api/v1/subscriptions/{id}",
+        "get",
+        op(
+            "One subscription",
+            vec![sub_id.clone()],
+            json_ok("the subscription", sub.clone()),
+            &[400, 403, 404, 500, 503],
+        ),
+    );
+    put(
+        "/api/v1/subscriptions/{id}",
+        "patch",
+        with_body(
+            op(
+                "Change or enable again a subscription",
+                vec![sub_id.clone()],
+                json_ok("the subscription", sub.clone()),
+                &[400, 403, 404, 413, 415, 500, 503],
+            ),
+            "application/json",
+            sc.body::<SubscriptionChange>(),
+        ),
+    );
+    let mut del = op(
+        "Remove a subscription and its delivery log",
+        vec![sub_id.clone()],
+        (204, "removed", Value::Null),
+        &[400, 403, 404, 500, 503],
+    );
+    del["responses"]["204"] = json!({"description": "removed"});
+    put("/api/v1/subscriptions/{id}", "delete", del);
+    put(
+        "/api/v1/subscriptions/{id}/rotate",
+        "post",
+        op(
+            "A new signing secret (shown once); the old one signs beside it for delivery.rotation_overlap",
+            vec![sub_id.clone()],
+            json_ok("the subscription with its new secret", sub.clone()),
+            &[400, 403, 404, 500, 503],
+        ),
+    );
+    let mut params = vec![sub_id.clone()];
+    params.extend(sc.query::<DeliveryQuery>());
+    put(
+        "/api/v1/subscriptions/{id}/deliveries",
+        "get",
+        op(
+            "The delivery log, newest first",
+            params,
+            json_ok("deliveries with their attempts", any_items),
+            &[400, 403, 404, 500, 503],
+        ),
+    );
+    put(
+        "/api/v1/subscriptions/{id}/replay",
+        "post",
+        with_body(
+            op(
+                "Send events again (same webhook-id): one, or those of a time range",
+                vec![sub_id],
+                json_ok(
+                    "how many were queued",
+                    json!({"type": "object", "required": ["queued"],
+            "properties": {"queued": {"type": "integer"}}}),
+                ),
+                &[400, 403, 404, 413, 415, 500, 503],
+            ),
+            "application/json",
+            sc.body::<ReplayBody>(),
+        ),
+    );
+}
+
+trait Tap: Sized {
+    fn tap(self, f: impl FnOnce(&mut Self)) -> Self;
+}
+
+impl Tap for Value {
+    fn tap(mut self, f: impl FnOnce(&mut Self)) -> Self {
+        f(&mut self);
+        self
+    }
 }
 
 #[cfg(test)]

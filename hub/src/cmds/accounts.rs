@@ -238,3 +238,49 @@ pub fn token(cmd: TokenCmd) -> ExitCode {
         Ok(())
     }))
 }
+
+#[derive(Subcommand)]
+pub enum ImportCmd {
+    /// Import a file (CSV or JSON, by its extension): every row valid, or nothing imported
+    /// and every bad row listed with its line, field and reason.
+    Import {
+        #[command(flatten)]
+        db: Db,
+        file: PathBuf,
+    },
+}
+
+/// `hub catalogue import` (`entities` false) and `hub entity import`.
+pub fn import(cmd: ImportCmd, entities: bool) -> ExitCode {
+    use hub::records::import::{self, Format};
+    let ImportCmd::Import { db, file } = cmd;
+    finish(runtime().block_on(async {
+        let format = Format::guess(&file.to_string_lossy())
+            .ok_or_else(|| format!("{}: name a .csv or .json file", file.display()))?;
+        let text =
+            std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let store = open(&db.config).await?;
+        let report = |p: Vec<import::Problem>| {
+            let lines: Vec<String> = p
+                .iter()
+                .map(|p| format!("{}:{}: {}: {}", file.display(), p.line, p.field, p.reason))
+                .collect();
+            format!("{} problem(s), nothing imported:\n{}", p.len(), lines.join("\n"))
+        };
+        let n = if entities {
+            let list = import::entities(&text, format).map_err(report)?;
+            let a = audit("entity.import", "entities".into());
+            store.import_entities(&list, &a, now()).await.map_err(|e| e.to_string())?;
+            list.len()
+        } else {
+            let depts = store.departments().await.map_err(|e| e.to_string())?;
+            let ids = depts.into_iter().map(|d| d.id).collect();
+            let items = import::catalogue(&text, format, &ids).map_err(report)?;
+            let a = audit("catalogue.import", "catalogue".into());
+            store.import_catalogue(&items, &a, now()).await.map_err(|e| e.to_string())?;
+            items.len()
+        };
+        println!("imported {n} {}", if entities { "entities" } else { "catalogue items" });
+        Ok(())
+    }))
+}

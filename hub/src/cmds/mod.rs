@@ -66,6 +66,12 @@ enum Cmd {
     /// API tokens for systems.
     #[command(subcommand)]
     Token(accounts::TokenCmd),
+    /// The supervision item catalogue (docs/records.md).
+    #[command(subcommand)]
+    Catalogue(accounts::ImportCmd),
+    /// Regulated entities (docs/records.md).
+    #[command(subcommand)]
+    Entity(accounts::ImportCmd),
     /// The model library's files.
     #[command(subcommand)]
     Models(models::ModelsCmd),
@@ -94,6 +100,8 @@ pub fn main() -> ExitCode {
         Cmd::User(c) => accounts::user(c),
         Cmd::Department(c) => accounts::department(c),
         Cmd::Token(c) => accounts::token(c),
+        Cmd::Catalogue(c) => accounts::import(c, false),
+        Cmd::Entity(c) => accounts::import(c, true),
         Cmd::Models(m) => models::run(m),
         Cmd::Run { config } => {
             init_logging();

@@ -13,6 +13,7 @@ use sqlx::{AnyPool, Executor, Row};
 use crate::error::Error;
 
 pub mod auth;
+pub mod records;
 pub use crate::auth::Scope;
 use auth::bind_all;
 pub use auth::{
@@ -264,6 +265,11 @@ pub struct Finding {
     /// Who gave the verdict (the audit log's actor).
     pub verdict_by: Option<String>,
     pub verdict_at: Option<UnixMs>,
+    /// The supervision record this finding belongs to, if any.
+    pub record_id: Option<i64>,
+    /// (site, device or camera, rule, kind): repeats of the same condition share it.
+    #[serde(skip)]
+    pub dedup_key: String,
 }
 
 /// A person's verdict on a finding, as given.
@@ -377,7 +383,7 @@ fn device_from_row(r: &AnyRow) -> Result<DeviceRow, sqlx::Error> {
 const FINDING_COLUMNS: &str = "id, site_id, device_id, camera_id, rule, kind, severity, state, \
     item_code, region, summary, first_seen, last_seen, count, last_value, details, \
     acknowledged_at, cleared_at, updated_at, verdict, verdict_reason, verdict_note, verdict_by, \
-    verdict_at";
+    verdict_at, record_id, dedup_key";
 
 fn finding_from_row(r: &AnyRow) -> Result<Finding, sqlx::Error> {
     let details: String = r.try_get("details")?;
@@ -406,6 +412,8 @@ fn finding_from_row(r: &AnyRow) -> Result<Finding, sqlx::Error> {
         verdict_note: r.try_get("verdict_note")?,
         verdict_by: r.try_get("verdict_by")?,
         verdict_at: r.try_get("verdict_at")?,
+        record_id: r.try_get("record_id")?,
+        dedup_key: r.try_get("dedup_key")?,
     })
 }
 
@@ -897,6 +905,7 @@ impl Store {
         now: UnixMs,
         scope: &Scope,
         audit: &AuditEntry,
+        then_record: Option<&records::NewRecord>,
     ) -> Result<Finding, Error> {
         let before = self.finding_in(id, scope).await?;
         let (name, reason, note, set_state, state_after) = match verdict {
@@ -938,14 +947,28 @@ impl Store {
                 Bind::Int(id),
             ],
         );
-        self.change_finding(id, scope, stmt, &audit, now, |f| {
+        let conflict = |f: &Finding| {
             format!(
                 "finding {id} is already {} (by {}); a verdict is given once",
                 f.verdict,
                 f.verdict_by.as_deref().unwrap_or("someone")
             )
-        })
-        .await
+        };
+        match then_record {
+            None => self.change_finding(id, scope, stmt, &audit, now, conflict).await,
+            Some(plan) => {
+                // Verified and made a record of, in one transaction.
+                let record_audit = AuditEntry { before: None, after: None, ..audit.clone() };
+                let made = self
+                    .verify_and_record(&stmt, &audit, &before, plan, &record_audit, now)
+                    .await?;
+                let f = self.finding_in(id, scope).await?;
+                if made.is_none() {
+                    return Err(Error::Conflict(conflict(&f)));
+                }
+                Ok(f)
+            }
+        }
     }
 
     /// A device's readings, newest first (at most `limit`).

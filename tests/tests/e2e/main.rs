@@ -15,6 +15,8 @@ mod layering;
 mod live;
 mod logs;
 mod offline;
+mod record_delivery;
+mod records;
 mod scenario;
 mod shared_group;
 mod shared_registry;

@@ -21,6 +21,8 @@ use devices::scenario::Scenario;
 use devices::site::{self, Pace, SiteOptions};
 use tracing::{error, info};
 
+mod receiver;
+
 use crate::app::{Hub, StartOptions};
 use crate::error::Error;
 use crate::registry;
@@ -171,6 +173,11 @@ pub fn config(
         ));
     }
     text.push_str("\n[[outputs]]\ntype = \"jsonl\"\npath = \"findings.jsonl\"\n");
+    // Every verified finding becomes a supervision record at once.
+    text = text.replace(
+        "auto_severities = []",
+        "auto_severities = [\"info\", \"minor\", \"major\", \"critical\"]",
+    );
     text.push_str(cameras);
     let mut cfg = Config::parse(&text, "<demo configuration>")?;
     cfg.models.search_path = opts.models.clone();
@@ -345,6 +352,23 @@ async fn accounts(
     Ok((users, token))
 }
 
+/// The demo's supervision item catalogue and regulated entities (both industries).
+const CATALOGUE: &str = include_str!("catalogue.csv");
+const ENTITIES: &str = include_str!("entities.csv");
+
+async fn records_data(store: &crate::store::Store) -> Result<(), Error> {
+    use crate::records::import::{self, Format};
+    let now = common::Clock::now_ms(&common::SystemClock);
+    let departments = store.departments().await?.into_iter().map(|d| d.id).collect();
+    let items = import::catalogue(CATALOGUE, Format::Csv, &departments)
+        .map_err(|p| Error::InvalidArgument(format!("the demo catalogue: {p:?}")))?;
+    store.import_catalogue(&items, &cli_audit("catalogue.import", "catalogue".into()), now).await?;
+    let entities = import::entities(ENTITIES, Format::Csv)
+        .map_err(|p| Error::InvalidArgument(format!("the demo entities: {p:?}")))?;
+    store.import_entities(&entities, &cli_audit("entity.import", "entities".into()), now).await?;
+    Ok(())
+}
+
 /// Runs the demo until shutdown.
 pub async fn run(opts: DemoOptions, shutdown: Shutdown) -> Result<(), Error> {
     std::fs::create_dir_all(&opts.data_dir).map_err(|source| Error::Io {
@@ -365,6 +389,13 @@ pub async fn run(opts: DemoOptions, shutdown: Shutdown) -> Result<(), Error> {
     let (users, token) = accounts(&hub.store, old.as_ref()).await?;
     creds.users = users;
     creds.admin_token = Some(token);
+    records_data(&hub.store).await?;
+    let receiver = receiver::start(
+        &hub.store,
+        &["xian-food", "xianyang-transport", "shaanxi-market"],
+        shutdown.clone(),
+    )
+    .await?;
     let json = serde_json::to_string_pretty(&creds).expect("credentials serialize");
     std::fs::write(&cred_path, json).map_err(|source| Error::Io {
         context: format!("writing {}", cred_path.display()),
@@ -389,6 +420,9 @@ pub async fn run(opts: DemoOptions, shutdown: Shutdown) -> Result<(), Error> {
         hub.http_addr
     );
     println!("  MQTT (3.1.1):   {mqtt}");
+    println!(
+        "  Webhooks:       http://{receiver}/hooks/<department> (the demo's receiver prints each record event it gets)"
+    );
     println!("  Credentials:    {}", cred_path.display());
     println!("  Try:            {}", creds.example);
     println!("Stop with Ctrl-C.");
