@@ -221,10 +221,12 @@ setup_ui() {
 
 # Debian's chromium for the browser tests (never a test tool's own browser download).
 setup_browser() {
-  if [[ ! -x /usr/bin/chromium ]]; then
-    hub_log "installing Debian's chromium (browser tests)"
+  # A CJK font, so that the Chinese UI's screenshots show characters, not boxes.
+  if [[ ! -x /usr/bin/chromium ]] || ! dpkg -s fonts-wqy-microhei >/dev/null 2>&1; then
+    hub_log "installing Debian's chromium and a CJK font (browser tests)"
     hub_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    hub_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
+    hub_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      chromium fonts-wqy-microhei
   fi
   export HUB_CHROMIUM=/usr/bin/chromium
 }

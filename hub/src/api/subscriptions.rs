@@ -28,6 +28,9 @@ pub(super) struct NewSubscription {
     url: String,
     #[serde(default)]
     filters: Filters,
+    /// How events are delivered: `webhook` (the only one so far).
+    #[schemars(regex(pattern = r"^webhook$"))]
+    transport: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -173,6 +176,11 @@ pub(super) async fn create(
     };
     if s.store.department(&department).await?.is_none() {
         return Err(Error::InvalidArgument(format!("department_id: no department {department:?}")));
+    }
+    if let Some(t) = b.transport.as_deref().filter(|t| *t != "webhook") {
+        return Err(Error::InvalidArgument(format!(
+            "transport {t:?}: only \"webhook\" is delivered so far (MQTT publication of record events is not built yet)"
+        )));
     }
     let name = b.name.trim().to_owned();
     if name.is_empty() {

@@ -13,16 +13,29 @@ import { Findings } from './views/Findings';
 import { LangSwitch } from './views/LangSwitch';
 import { Login } from './views/Login';
 import { Overview } from './views/Overview';
+import { Records } from './views/Records';
 import { Sensors } from './views/Sensors';
+import { Subscriptions } from './views/Subscriptions';
 import { Wall } from './views/Wall';
+
+/** A phone: inspectors in the field, who open records rather than the video wall. */
+const phone = () => window.matchMedia('(max-width: 600px)').matches;
 
 function allowedViews(): View[] {
   const v: View[] = [];
   if (may.cameras()) v.push('wall');
   if (may.findings()) v.push('findings');
+  if (may.records()) v.push('records');
   if (may.devices()) v.push('sensors');
   if (may.cameras() || may.devices() || may.findings()) v.push('overview');
+  if (may.subscriptions()) v.push('subscriptions');
   return v;
+}
+
+/** The view shown when the address names none (or one the session may not see). */
+function defaultView(views: View[]): View | undefined {
+  if (phone() && views.includes('records')) return 'records';
+  return views[0];
 }
 
 function AlertBanner() {
@@ -49,7 +62,7 @@ function AlertBanner() {
 function Shell() {
   const s = session.value!;
   const views = allowedViews();
-  const current = route.value.view && views.includes(route.value.view) ? route.value.view : views[0];
+  const current = route.value.view && views.includes(route.value.view) ? route.value.view : defaultView(views);
 
   useEffect(() => startPolling(), []);
   useEffect(() => (may.stream() ? startStream() : undefined), []);
@@ -60,8 +73,10 @@ function Shell() {
   const names: Record<View, string> = {
     wall: t('nav.wall'),
     findings: t('nav.findings'),
+    records: t('nav.records'),
     sensors: t('nav.sensors'),
     overview: t('nav.overview'),
+    subscriptions: t('nav.subscriptions'),
   };
   return (
     <div class="shell">
@@ -91,7 +106,9 @@ function Shell() {
         {current === 'wall' && <Wall />}
         {current === 'findings' && <Findings />}
         {current === 'sensors' && <Sensors />}
+        {current === 'records' && <Records />}
         {current === 'overview' && <Overview />}
+        {current === 'subscriptions' && <Subscriptions />}
         {!current && <p class="pad">{t('error.forbidden')}</p>}
       </main>
     </div>

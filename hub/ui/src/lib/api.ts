@@ -29,14 +29,25 @@ async function errorOf(r: Response): Promise<ApiError> {
   return new ApiError(r.status, message);
 }
 
-async function send(method: Method, path: string, body?: unknown): Promise<Response> {
+/** A body sent as it is (a file), with its own content type, instead of JSON. */
+export interface RawBody {
+  data: Blob;
+  type: string;
+}
+
+async function send(method: Method, path: string, body?: unknown, raw?: RawBody): Promise<Response> {
   const headers: Record<string, string> = { accept: 'application/json' };
   const init: RequestInit = { method, headers, credentials: 'same-origin' };
   if (method !== 'GET') {
-    headers['content-type'] = 'application/json';
     const csrf = session.value?.csrf_token;
     if (csrf) headers['x-csrf-token'] = csrf;
-    init.body = JSON.stringify(body ?? {});
+    if (raw) {
+      headers['content-type'] = raw.type;
+      init.body = raw.data;
+    } else {
+      headers['content-type'] = 'application/json';
+      init.body = JSON.stringify(body ?? {});
+    }
   }
   return fetch(path, init);
 }
@@ -45,11 +56,11 @@ async function send(method: Method, path: string, body?: unknown): Promise<Respo
  * One API call. 401 logs the UI out (the login page shows); a 403 that names the CSRF token
  * (the session was renewed elsewhere) refreshes the token once and retries.
  */
-export async function api<T>(method: Method, path: string, body?: unknown): Promise<T> {
-  let r = await send(method, path, body);
+export async function api<T>(method: Method, path: string, body?: unknown, raw?: RawBody): Promise<T> {
+  let r = await send(method, path, body, raw);
   if (r.status === 403 && method !== 'GET') {
     const e = await errorOf(r.clone());
-    if (/csrf/i.test(e.message) && (await refreshSession())) r = await send(method, path, body);
+    if (/csrf/i.test(e.message) && (await refreshSession())) r = await send(method, path, body, raw);
   }
   if (r.status === 401 && path !== '/api/v1/session') session.value = null;
   if (!r.ok) throw await errorOf(r);
@@ -60,6 +71,10 @@ export async function api<T>(method: Method, path: string, body?: unknown): Prom
 
 export const get = <T>(path: string) => api<T>('GET', path);
 export const post = <T>(path: string, body?: unknown) => api<T>('POST', path, body);
+export const patch = <T>(path: string, body?: unknown) => api<T>('PATCH', path, body);
+export const del = <T>(path: string) => api<T>('DELETE', path);
+/** A POST whose body is `data` as it is (an upload), sent with `type` as its Content-Type. */
+export const postRaw = <T>(path: string, data: Blob, type: string) => api<T>('POST', path, undefined, { data, type });
 
 /**
  * Whether this browser logged in and has not logged out since (the session cookie itself is
@@ -97,7 +112,7 @@ export async function login(username: string, password: string): Promise<void> {
 }
 
 /** What this browser keeps of a user's work (the language is the browser's, not the user's). */
-const USER_KEYS = ['hub.wall.v1', 'hub.findings.filter'];
+const USER_KEYS = ['hub.wall.v1', 'hub.findings.filter', 'hub.records.filter', 'hub.notices.seen'];
 
 export async function logout(): Promise<void> {
   try {

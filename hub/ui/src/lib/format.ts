@@ -1,5 +1,6 @@
 // Formatting of times, rates, units and region codes for people.
 
+import { ApiError } from './api';
 import { lang, t } from './i18n';
 
 export function toMs(v: string | number | null | undefined): number | null {
@@ -142,4 +143,55 @@ export function regionLabel(code: string | null | undefined): string {
   const p = PROVINCES[code.slice(0, 2)];
   if (!p) return code;
   return `${lang.value === 'zh' ? p[0] : p[1]} ${code}`;
+}
+
+/** A span of time for people: `25 分钟`, `3 小时`, `2 天` (rounded down, at least a minute). */
+export function duration(ms: number): string {
+  const s = Math.abs(ms) / 1000;
+  if (s < 3600) return t('dur.min', { n: Math.max(1, Math.floor(s / 60)) });
+  if (s < 86400) return t('dur.hour', { n: Math.floor(s / 3600) });
+  return t('dur.day', { n: Math.floor(s / 86400) });
+}
+
+/** `in 25 min` or `overdue by 3 h` against `due`. */
+export function dueIn(due: string | number | null | undefined, now = Date.now()): string {
+  const ms = toMs(due);
+  if (ms === null) return '—';
+  return ms >= now ? t('due.in', { t: duration(ms - now) }) : t('due.overdue', { t: duration(now - ms) });
+}
+
+export function fileSize(bytes: number | null | undefined): string {
+  if (bytes === null || bytes === undefined) return '—';
+  if (bytes >= 1 << 20) return `${(bytes / (1 << 20)).toFixed(1)} MiB`;
+  if (bytes >= 1 << 10) return `${(bytes / (1 << 10)).toFixed(0)} KiB`;
+  return `${bytes} B`;
+}
+
+/** The value of an `<input type=datetime-local>` for a moment (local time, minutes). */
+export function localInput(ms: number): string {
+  const d = new Date(ms);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+/** An `<input type=datetime-local>` value (local time) as RFC 3339 UTC; null when empty or bad. */
+export function fromLocalInput(v: string): string | null {
+  if (!v) return null;
+  const ms = Date.parse(v);
+  return Number.isNaN(ms) ? null : new Date(ms).toISOString();
+}
+
+/** `user:operator` → `operator`; `token:7:xian-food-system` → `xian-food-system`; else as is. */
+export function actorName(actor: string | null | undefined): string {
+  if (!actor) return '—';
+  const user = /^user:(.+)$/.exec(actor);
+  if (user) return user[1];
+  const token = /^token:[^:]+:(.+)$/.exec(actor);
+  if (token) return `${token[1]} (API)`;
+  return actor;
+}
+
+/** An error for people: a refusal (403) says so before the API's words; the rest as worded. */
+export function errorText(e: unknown): string {
+  if (e instanceof ApiError && e.status === 403) return `${t('error.forbidden')}: ${e.message}`;
+  return e instanceof Error ? e.message : String(e);
 }

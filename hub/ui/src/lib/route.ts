@@ -1,18 +1,20 @@
-// Hash routes (`#/wall`, `#/findings/42`, `#/sensors/fridge-01`, `#/overview`): the hub serves
-// one index.html, so the page's path never has to be known to the server.
+// Hash routes (`#/wall`, `#/findings/42`, `#/sensors/fridge-01`, `#/overview`, `#/records/7`,
+// `#/subscriptions/3`): the hub serves one index.html, so the page's path never has to be
+// known to the server.
 
 import { signal } from '@preact/signals';
 
-export type View = 'wall' | 'findings' | 'sensors' | 'overview';
+export type View = 'wall' | 'findings' | 'records' | 'sensors' | 'overview' | 'subscriptions';
+export const VIEWS: View[] = ['wall', 'findings', 'records', 'sensors', 'overview', 'subscriptions'];
 export interface Route {
   view: View | null;
-  /** The item after the view: a finding id, a device id. */
+  /** The item after the view: a finding, device, record or subscription id. */
   id: string | null;
 }
 
 function parse(): Route {
   const [view, id] = location.hash.replace(/^#\/?/, '').split('/');
-  const v = (['wall', 'findings', 'sensors', 'overview'] as const).find((x) => x === view) ?? null;
+  const v = VIEWS.find((x) => x === view) ?? null;
   return { view: v, id: id ? decodeURIComponent(id) : null };
 }
 

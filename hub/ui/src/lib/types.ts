@@ -141,6 +141,8 @@ export interface Finding {
   verdict_note?: string | null;
   verdict_by?: string | null;
   verdict_at?: string | null;
+  /** The supervision record this finding belongs to (docs/records.md); absent from older hubs. */
+  record_id?: number | null;
 }
 
 export interface Page<T> {

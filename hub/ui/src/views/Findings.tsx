@@ -20,12 +20,13 @@ import {
   visible,
   type Filter,
 } from '../lib/findings';
-import { dateTime, metricValue, regionLabel, shortTime, toMs } from '../lib/format';
+import { dateTime, errorText, metricValue, regionLabel, shortTime, toMs } from '../lib/format';
 import { label, t } from '../lib/i18n';
 import { may } from '../lib/permissions';
 import { regionLevels, prefixOf } from '../lib/regions';
 import { go, route } from '../lib/route';
 import { DISMISS_REASONS, SEVERITIES, STATES, VERDICTS, type Finding } from '../lib/types';
+import { recordFromFinding } from '../lib/records';
 import { ReadingsChart } from './ReadingsChart';
 
 function Select(p: {
@@ -293,6 +294,65 @@ function Actions({ f }: { f: Finding }) {
   );
 }
 
+/**
+ * A verified finding's supervision record: a link to the one it belongs to, or the duty
+ * room's button that makes one (the answer is the record).
+ */
+function RecordLink({ f }: { f: Finding }) {
+  const [made, setMade] = useState<number | null>(null);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    setMade(null);
+    setError(null);
+  }, [f.id]);
+  if ((f.verdict ?? 'unverified') !== 'verified') return null;
+  const id = f.record_id ?? made;
+  if (id) {
+    return (
+      <p class="record-link">
+        {may.record() ? (
+          <a href={`#/records/${id}`} data-record-link={id}>
+            📋 {t('record.open', { id })}
+          </a>
+        ) : (
+          <span data-record-link={id}>📋 {t('record.open', { id })}</span>
+        )}
+      </p>
+    );
+  }
+  if (!may.createRecord()) return null;
+  return (
+    <div class="record-link">
+      <button
+        type="button"
+        data-action="record"
+        disabled={busy}
+        onClick={async () => {
+          setBusy(true);
+          setError(null);
+          try {
+            const r = await recordFromFinding(f.id);
+            setMade(r.id);
+            upsert({ ...f, record_id: r.id });
+          } catch (e) {
+            setError(errorText(e));
+          } finally {
+            setBusy(false);
+          }
+        }}
+      >
+        📋 {t('record.create')}
+      </button>
+      {error && (
+        <p class="error" role="status" data-action-result="error">
+          {error}
+        </p>
+      )}
+    </div>
+  );
+}
+
 function Field({ k, v }: { k: Parameters<typeof t>[0]; v: unknown }) {
   if (v === null || v === undefined || v === '') return null;
   return (
@@ -351,6 +411,7 @@ function Detail({ id }: { id: number }) {
         <Badge kind="verdict" value={verdict} />
       </div>
       <Actions f={f} />
+      <RecordLink f={f} />
       <dl class="fields">
         <Field k="field.site" v={site ? `${site.name} (${f.site_id})` : f.site_id} />
         <Field k="field.entity" v={site && `${site.entity_name} ${site.uscc}`} />
