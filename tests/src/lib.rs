@@ -333,3 +333,82 @@ pub fn shared_data(rel: &str) -> anyhow::Result<PathBuf> {
 pub fn model_search_path() -> anyhow::Result<Vec<PathBuf>> {
     Ok(vec![project_root().join("models"), shared_data("models")?])
 }
+
+/// A free TCP port on the loopback (for a hub in another process).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A hub in its own process (`hub-under-test`), killed when dropped.
+pub struct HubProcess(pub std::process::Child);
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `bin` (the `hub-under-test` binary: `env!("CARGO_BIN_EXE_hub-under-test")` in a
+/// test) with `config`, its output into `log`.
+pub fn start_hub_process(
+    bin: &str,
+    config: &std::path::Path,
+    log: &std::path::Path,
+) -> anyhow::Result<HubProcess> {
+    let log = std::fs::File::create(log)?;
+    let child =
+        std::process::Command::new(bin).arg(config).stdout(log.try_clone()?).stderr(log).spawn()?;
+    Ok(HubProcess(child))
+}
+
+/// A camera finding of `site` (rule `rule`, kind `k`) with one evidence row, as the writer
+/// stores it.
+pub fn camera_hit(
+    site: &str,
+    camera: &str,
+    region: &str,
+    rule: &str,
+    item: Option<&str>,
+    severity: common::Severity,
+) -> hub::store::FindingHit {
+    hub::store::FindingHit {
+        dedup_key: format!("{site}|{camera}|{rule}|k"),
+        site_id: site.into(),
+        device_id: None,
+        camera_id: Some(camera.into()),
+        rule: rule.into(),
+        kind: "k".into(),
+        severity,
+        item_code: item.map(str::to_owned),
+        region: Some(region.into()),
+        summary: format!("{rule} at {site}"),
+        first_seen: 1,
+        last_seen: 1,
+        count: 1,
+        last_value: None,
+        details: "{}".into(),
+        evidence: vec![hub::store::EvidenceRow {
+            captured_at: 1,
+            frame_path: format!("{site}.jpg"),
+            annotated_path: format!("{site}.jpg"),
+            details: "[]".into(),
+            missing: None,
+        }],
+    }
+}
+
+/// An audit entry for a test's own setup.
+pub fn setup_audit() -> hub::store::AuditEntry {
+    hub::store::AuditEntry {
+        actor: "test".into(),
+        address: "-".into(),
+        action: "setup".into(),
+        target: "-".into(),
+        before: None,
+        after: None,
+    }
+}

@@ -269,6 +269,7 @@ pub(super) async fn list_records(
         before,
         after,
         limit,
+        now: s.clock.now_ms(),
     };
     let items = s.store.records(&f, &caller.scope()).await?;
     let now = s.clock.now_ms();
@@ -397,7 +398,12 @@ pub(super) async fn export(
     };
     let after = cursor_param("after", &q.after)?.unwrap_or(0);
     let limit = limit_param(q.limit)?;
-    let f = RecordFilter { after: Some(after), limit, ..RecordFilter::default() };
+    let f = RecordFilter {
+        after: Some(after),
+        limit,
+        now: s.clock.now_ms(),
+        ..RecordFilter::default()
+    };
     let rows = s.store.records(&f, &caller.scope()).await?;
     let now = s.clock.now_ms();
     let first = s.store.first_seqs(&rows.iter().map(|r| r.id).collect::<Vec<_>>()).await?;

@@ -190,22 +190,15 @@ pub(super) async fn create(
     check_url(&s, &b.url).await?;
     let now = s.clock.now_ms();
     let secret = crate::delivery::new_secret();
-    let mut sub = SubscriptionRow {
-        id: 0,
-        department_id: department,
-        name,
-        url: b.url,
-        transport: "webhook".into(),
-        filters: b.filters,
-        keys: vec![Key { id: 1, secret: secret.clone(), created_at: now, expires_at: None }],
-        enabled: true,
-        disabled_reason: None,
-        disabled_at: None,
-        failing_since: None,
-        last_success_at: None,
-        created_at: now,
-        created_by: caller.actor.clone(),
-    };
+    let mut sub = SubscriptionRow::new(
+        &department,
+        &name,
+        &b.url,
+        secret.clone(),
+        b.filters,
+        now,
+        &caller.actor,
+    );
     let mut audit = caller.audit("subscription.create", String::new());
     audit.after =
         Some(json!({"department_id": sub.department_id, "url": sub.url, "filters": sub.filters}));

@@ -66,6 +66,22 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 2)]
         workers: usize,
     },
+    /// Record events: durable deliveries per second (outbox on SQLite and PostgreSQL) against
+    /// the bare HTTP client's rate, and verification → delivery latency.
+    Deliveries {
+        /// Events per outbox drain.
+        #[arg(long, default_value_t = 5000)]
+        count: usize,
+        /// Findings verified through the API for the latency run.
+        #[arg(long, default_value_t = 500)]
+        latency: usize,
+        /// Verifications per second of the latency run.
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
+        /// A PostgreSQL database for the second run (it is filled with bench data).
+        #[arg(long)]
+        postgres: Option<String>,
+    },
     /// Live video: viewers of one camera per core against a bare WebSocket fan-out of the same
     /// bytes.
     Viewers {
@@ -86,6 +102,9 @@ pub fn run(cmd: BenchCmd) -> ExitCode {
     let r = match cmd {
         BenchCmd::Sensors { devices, messages, rate, seconds } => {
             rt.block_on(sensors(devices, messages, rate, seconds))
+        }
+        BenchCmd::Deliveries { count, latency, rate, postgres } => {
+            rt.block_on(super::bench_deliveries::deliveries(count, latency, rate, postgres))
         }
         BenchCmd::Viewers { clip, counts, seconds } => {
             rt.block_on(super::bench_viewers::viewers(clip, counts, seconds))

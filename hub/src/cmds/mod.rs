@@ -6,6 +6,8 @@ mod bench;
 #[cfg(feature = "sim")]
 mod bench_cameras;
 #[cfg(feature = "sim")]
+mod bench_deliveries;
+#[cfg(feature = "sim")]
 mod bench_viewers;
 mod config_cmd;
 mod device;

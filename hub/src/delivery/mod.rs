@@ -211,7 +211,9 @@ impl Worker {
                 return Ok(());
             }
             let mut claimed_some = false;
-            if inflight.len() < conc {
+            // Claim in batches: when a quarter of the slots is free (or all are), not for
+            // every single one.
+            if inflight.len() + conc.div_ceil(4) <= conc || inflight.is_empty() {
                 let now = self.clock.now_ms();
                 match self
                     .store

@@ -10,7 +10,7 @@ use common::Shutdown;
 use serde_json::Value;
 
 use crate::error::Error;
-use crate::store::records::{Filters, Key, SubscriptionRow};
+use crate::store::records::{Filters, SubscriptionRow};
 use crate::store::{AuditEntry, Store};
 
 /// The subscription's name in each department.
@@ -52,27 +52,15 @@ pub async fn start(
                 store.apply(&[Store::save_subscription(&s)], &audit, now).await?;
             }
             None => {
-                let s = SubscriptionRow {
-                    id: 0,
-                    department_id: (*d).into(),
-                    name: NAME.into(),
-                    url,
-                    transport: "webhook".into(),
-                    filters: Filters::default(),
-                    keys: vec![Key {
-                        id: 1,
-                        secret: crate::delivery::new_secret(),
-                        created_at: now,
-                        expires_at: None,
-                    }],
-                    enabled: true,
-                    disabled_reason: None,
-                    disabled_at: None,
-                    failing_since: None,
-                    last_success_at: None,
-                    created_at: now,
-                    created_by: "hub:demo".into(),
-                };
+                let s = SubscriptionRow::new(
+                    d,
+                    NAME,
+                    &url,
+                    crate::delivery::new_secret(),
+                    Filters::default(),
+                    now,
+                    "hub:demo",
+                );
                 store.insert_subscription(&s, &audit, now).await?;
             }
         }

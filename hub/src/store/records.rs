@@ -8,6 +8,7 @@
 //! skips a change that commits later with a smaller number.
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 
 use common::{Industry, RecordAction, RecordState, Severity, UnixMs};
 use serde_json::{Value, json};
@@ -267,6 +268,34 @@ pub struct SubscriptionRow {
 }
 
 impl SubscriptionRow {
+    /// A new, enabled webhook subscription with one signing key (`secret`).
+    pub fn new(
+        department: &str,
+        name: &str,
+        url: &str,
+        secret: String,
+        filters: Filters,
+        now: UnixMs,
+        created_by: &str,
+    ) -> Self {
+        Self {
+            id: 0,
+            department_id: department.into(),
+            name: name.into(),
+            url: url.into(),
+            transport: "webhook".into(),
+            filters,
+            keys: vec![Key { id: 1, secret, created_at: now, expires_at: None }],
+            enabled: true,
+            disabled_reason: None,
+            disabled_at: None,
+            failing_since: None,
+            last_success_at: None,
+            created_at: now,
+            created_by: created_by.into(),
+        }
+    }
+
     /// The keys that sign at `now`.
     pub fn signing_keys(&self, now: UnixMs) -> Vec<&Key> {
         self.keys.iter().filter(|k| k.expires_at.is_none_or(|e| e > now)).collect()
@@ -397,6 +426,8 @@ pub struct RecordFilter {
     /// Commit order, after this cursor (the pull).
     pub after: Option<i64>,
     pub limit: i64,
+    /// The hub's clock, for the deadline filters.
+    pub now: UnixMs,
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -416,6 +447,17 @@ fn scoped(scope: &Scope, binds: &mut Vec<Bind>) -> String {
 }
 
 impl Store {
+    /// A transaction that will write. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`): a deferred transaction that reads first and writes later fails with
+    /// "database is locked" without waiting when another connection wrote in between (its
+    /// snapshot is stale), instead of waiting its turn.
+    async fn begin_write(&self) -> Result<Tx<'static>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     // ----- catalogue and entities -----
 
     /// Replaces the catalogue entries of `items` (by code) in one transaction with its audit row.
@@ -667,7 +709,7 @@ impl Store {
         // A concurrent creation for the same key loses the unique index race: the second
         // attempt then finds the record and attaches.
         for _ in 0..2 {
-            let mut tx = self.pool.begin().await.map_err(db("starting a record"))?;
+            let mut tx = self.begin_write().await.map_err(db("starting a record"))?;
             match self.record_finding_in(&mut tx, f, plan, note, audit, now).await {
                 Ok((id, created)) => {
                     tx.commit().await.map_err(db("committing a record"))?;
@@ -696,7 +738,7 @@ impl Store {
         now: UnixMs,
     ) -> Result<Option<i64>, Error> {
         for _ in 0..2 {
-            let mut tx = self.pool.begin().await.map_err(db("starting a verification"))?;
+            let mut tx = self.begin_write().await.map_err(db("starting a verification"))?;
             let r = bind_all(sqlx::query(&verdict.sql), &verdict.binds)
                 .execute(&mut *tx)
                 .await
@@ -1019,7 +1061,7 @@ impl Store {
         text("r.site_id", &f.site, &mut binds);
         text("r.item_code", &f.item_code, &mut binds);
         text("r.department_id", &f.department, &mut binds);
-        let now = common::Clock::now_ms(&common::SystemClock);
+        let now = f.now;
         match f.deadline.as_deref() {
             Some("claim_overdue") => {
                 binds.push(Bind::Int(now));
@@ -1216,7 +1258,7 @@ impl Store {
                 sets.join(", "),
                 binds.len()
             );
-            let mut tx = self.pool.begin().await.map_err(db("starting a record change"))?;
+            let mut tx = self.begin_write().await.map_err(db("starting a record change"))?;
             let changed = match bind_all(sqlx::query(&sql), &binds).execute(&mut *tx).await {
                 Ok(c) => c.rows_affected(),
                 Err(e) if is_unique_violation(&e) => {
@@ -1324,7 +1366,7 @@ impl Store {
                 .and_then(|d| departments.iter().find(|x| &x.id == d))
                 .map_or(r.region.clone(), |d| d.region.clone());
             let to = supervisors(&base, &r.industry, &departments);
-            let mut tx = self.pool.begin().await.map_err(db("starting an escalation"))?;
+            let mut tx = self.begin_write().await.map_err(db("starting an escalation"))?;
             let n = sqlx::query(
                 "UPDATE records SET escalation_level = $1, escalated_at = $2, escalated_to = $3, \
                  escalation_reason = $4, updated_at = $2 WHERE id = $5 AND escalation_level < $1",
@@ -1395,7 +1437,7 @@ impl Store {
         audit: &AuditEntry,
         now: UnixMs,
     ) -> Result<i64, Error> {
-        let mut tx = self.pool.begin().await.map_err(db("starting an upload"))?;
+        let mut tx = self.begin_write().await.map_err(db("starting an upload"))?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO record_attachments (record_id, name, content_type, size, sha256, \
              uploaded_by, at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
@@ -1440,7 +1482,7 @@ impl Store {
         audit: &AuditEntry,
         now: UnixMs,
     ) -> Result<i64, Error> {
-        let mut tx = self.pool.begin().await.map_err(db("starting a subscription"))?;
+        let mut tx = self.begin_write().await.map_err(db("starting a subscription"))?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO subscriptions (department_id, name, url, transport, filters, keys, \
              enabled, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8) RETURNING id",
@@ -1788,8 +1830,14 @@ impl Store {
         now: UnixMs,
         disable_after_ms: i64,
     ) -> Result<(), Error> {
-        let mut tx = self.pool.begin().await.map_err(db("starting to store attempts"))?;
-        for a in done {
+        let mut tx = self.begin_write().await.map_err(db("starting to store attempts"))?;
+        // The common case, delivered, in a few statements for the whole batch.
+        let delivered: Vec<&Attempt> =
+            done.iter().filter(|a| matches!(a.outcome, Outcome::Delivered { .. })).collect();
+        if !delivered.is_empty() {
+            finish_delivered(&mut tx, owner, &delivered, now).await?;
+        }
+        for a in done.iter().filter(|a| !matches!(a.outcome, Outcome::Delivered { .. })) {
             let c = &a.claimed;
             let attempt = c.attempts + 1;
             let (status, error) = match &a.outcome {
@@ -1839,16 +1887,8 @@ impl Store {
             let sid = c.subscription.id;
             let event = crate::records::event_id(c.transition_id);
             match &a.outcome {
-                Outcome::Delivered { .. } => {
-                    sqlx::query(
-                        "UPDATE subscriptions SET last_success_at = $1, failing_since = NULL WHERE id = $2",
-                    )
-                    .bind(now)
-                    .bind(sid)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("updating a subscription"))?;
-                }
+                // Stored above, with the batch's others.
+                Outcome::Delivered { .. } => {}
                 Outcome::Gone { status } => {
                     let why = format!("the endpoint answered {status} Gone to {event}");
                     disable_in(&mut tx, &c.subscription, &why, now).await?;
@@ -1937,6 +1977,96 @@ impl Store {
             .collect::<Result<_, sqlx::Error>>()
             .map_err(db("reading notices"))
     }
+}
+
+/// Stores delivered attempts: the deliveries still leased by `owner` marked delivered (one
+/// statement per answer status), their log rows in one insert, their subscriptions' health.
+async fn finish_delivered(
+    tx: &mut Tx<'_>,
+    owner: &str,
+    done: &[&Attempt],
+    now: UnixMs,
+) -> Result<(), Error> {
+    let mut statuses: Vec<i64> = done
+        .iter()
+        .filter_map(|a| match a.outcome {
+            Outcome::Delivered { status } => Some(status),
+            _ => None,
+        })
+        .collect();
+    statuses.sort_unstable();
+    statuses.dedup();
+    let mut kept = BTreeSet::new();
+    for status in statuses {
+        let ids: Vec<String> = done
+            .iter()
+            .filter(|a| matches!(a.outcome, Outcome::Delivered { status: s } if s == status))
+            .map(|a| a.claimed.id.to_string())
+            .collect();
+        let sql = format!(
+            "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, next_at = $1, \
+             last_status = $2, last_error = NULL, lease_owner = NULL, lease_until = NULL, \
+             delivered_at = $1 WHERE lease_owner = $3 AND id IN ({}) RETURNING id",
+            ids.join(",")
+        );
+        let rows = sqlx::query_scalar::<_, i64>(&sql)
+            .bind(now)
+            .bind(status)
+            .bind(owner)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db("storing deliveries"))?;
+        kept.extend(rows);
+    }
+    // Only those this worker still held (a lost lease is the new holder's to record).
+    let kept: Vec<&&Attempt> = done.iter().filter(|a| kept.contains(&a.claimed.id)).collect();
+    for chunk in kept.chunks(200) {
+        let mut sql = String::from(
+            "INSERT INTO delivery_attempts (delivery_id, attempt, at, status, latency_ms, error) VALUES ",
+        );
+        let mut binds = Vec::new();
+        for (i, a) in chunk.iter().enumerate() {
+            let status = match a.outcome {
+                Outcome::Delivered { status } => status,
+                _ => 0,
+            };
+            let b = i * 5;
+            let _ = write!(
+                sql,
+                "{}(${}, ${}, ${}, ${}, ${}, NULL)",
+                if i == 0 { "" } else { ", " },
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5
+            );
+            binds.extend([
+                Bind::Int(a.claimed.id),
+                Bind::Int(a.claimed.attempts + 1),
+                Bind::Int(now),
+                Bind::Int(status),
+                Bind::Int(a.latency_ms),
+            ]);
+        }
+        bind_all(sqlx::query(&sql), &binds)
+            .execute(&mut **tx)
+            .await
+            .map_err(db("logging delivery attempts"))?;
+    }
+    let subs: BTreeSet<i64> = kept.iter().map(|a| a.claimed.subscription.id).collect();
+    if !subs.is_empty() {
+        let ids: Vec<String> = subs.iter().map(i64::to_string).collect();
+        sqlx::query(&format!(
+            "UPDATE subscriptions SET last_success_at = $1, failing_since = NULL WHERE id IN ({})",
+            ids.join(",")
+        ))
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(db("updating subscriptions"))?;
+    }
+    Ok(())
 }
 
 async fn disable_in(

@@ -99,29 +99,6 @@ impl Drop for RawDevice {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_hub(config: &std::path::Path, log: &std::path::Path) -> anyhow::Result<Child> {
-    let log = std::fs::File::create(log)?;
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_hub-under-test"))
-        .arg(config)
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()?;
-    Ok(Child(child))
-}
-
 async fn healthy(http: &reqwest::Client, base: &str) -> anyhow::Result<Option<()>> {
     Ok(match http.get(format!("{base}/healthz")).send().await {
         Ok(r) if r.status().is_success() => Some(()),
@@ -149,7 +126,7 @@ async fn sigkill_loses_no_acknowledged_reading() -> anyhow::Result<()> {
     // Far more than the hub commits before the kill below: many are in flight when it dies.
     const N: u16 = 10_000;
     let dir = scratch_dir("kill9");
-    let (http_port, mqtt_port) = (free_port(), free_port());
+    let (http_port, mqtt_port) = (tests::free_port(), tests::free_port());
     let text = format!("{}\n{}", config::Config::default_toml(), small_site(&[("k9", "fridge")]))
         .replace("listen = \"127.0.0.1:8080\"", &format!("listen = \"127.0.0.1:{http_port}\""))
         .replace("listen = \"127.0.0.1:1883\"", &format!("listen = \"127.0.0.1:{mqtt_port}\""))
@@ -162,7 +139,11 @@ async fn sigkill_loses_no_acknowledged_reading() -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let ts0 = chrono_now() - 3_600_000;
 
-    let mut hub = start_hub(&cfg_path, &dir.join("hub-1.log"))?;
+    let mut hub = tests::start_hub_process(
+        env!("CARGO_BIN_EXE_hub-under-test"),
+        &cfg_path,
+        &dir.join("hub-1.log"),
+    )?;
     wait_for(Duration::from_secs(60), "the hub to answer /healthz", || healthy(&http, &base))
         .await?;
     let mut dev = RawDevice::connect(&addr, "k9").await?;
@@ -193,7 +174,11 @@ async fn sigkill_loses_no_acknowledged_reading() -> anyhow::Result<()> {
     println!("killed with {} of {N} acknowledged", acked_before.len());
     assert!(acked_before.len() < usize::from(N), "the kill came after everything was acknowledged");
 
-    let _hub = start_hub(&cfg_path, &dir.join("hub-2.log"))?;
+    let _hub = tests::start_hub_process(
+        env!("CARGO_BIN_EXE_hub-under-test"),
+        &cfg_path,
+        &dir.join("hub-2.log"),
+    )?;
     wait_for(Duration::from_secs(60), "the restarted hub", || healthy(&http, &base)).await?;
     let mut dev = RawDevice::connect(&addr, "k9").await?;
     let resend: Vec<u16> = (0..N).filter(|i| !acked_before.contains(&(i + 1))).collect();

@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::http::{HeaderMap, StatusCode as AxStatus};
 use common::{Clock, ManualClock};
 use hub::app::StartOptions;
-use hub::store::{AuditEntry, Batch, EvidenceRow, FindingHit, Scope, Store};
+use hub::store::{Batch, Scope, Store};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tests::{TestHub, client_with_token, config_with, create_token, scratch_dir, wait_for};
@@ -54,44 +54,6 @@ async fn counter(c: Counter) -> anyhow::Result<String> {
     Ok(format!("http://{addr}/hook"))
 }
 
-fn hit(n: usize) -> FindingHit {
-    FindingHit {
-        dedup_key: format!("xian-1|c-xian|r{n}|k"),
-        site_id: "xian-1".into(),
-        device_id: None,
-        camera_id: Some("c-xian".into()),
-        rule: format!("r{n}"),
-        kind: "k".into(),
-        severity: common::Severity::Critical,
-        item_code: Some(ITEM.into()),
-        region: Some("610102".into()),
-        summary: format!("finding {n}"),
-        first_seen: 1,
-        last_seen: 1,
-        count: 1,
-        last_value: None,
-        details: "{}".into(),
-        evidence: vec![EvidenceRow {
-            captured_at: 1,
-            frame_path: "x.jpg".into(),
-            annotated_path: "x.jpg".into(),
-            details: "[]".into(),
-            missing: None,
-        }],
-    }
-}
-
-fn audit() -> AuditEntry {
-    AuditEntry {
-        actor: "test".into(),
-        address: "-".into(),
-        action: "setup".into(),
-        target: "-".into(),
-        before: None,
-        after: None,
-    }
-}
-
 /// Departments, the catalogue and `n` critical findings on a hub's database; returns the
 /// finding ids.
 async fn seed(store: &Store, n: usize) -> anyhow::Result<Vec<i64>> {
@@ -107,7 +69,7 @@ async fn seed(store: &Store, n: usize) -> anyhow::Result<Vec<i64>> {
             industries: inds,
             uscc: "91350100M000100Y43".into(),
         };
-        match hub::accounts::create_department(store, d, audit(), now).await {
+        match hub::accounts::create_department(store, d, tests::setup_audit(), now).await {
             Ok(_) | Err(hub::error::Error::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
         }
@@ -118,8 +80,22 @@ async fn seed(store: &Store, n: usize) -> anyhow::Result<Vec<i64>> {
     let depts = ["duty", "xian-food"].map(String::from).into();
     let items = hub::records::import::catalogue(&text, hub::records::import::Format::Csv, &depts)
         .map_err(|p| anyhow::anyhow!("{p:?}"))?;
-    store.import_catalogue(&items, &audit(), now).await?;
-    let batch = Batch { findings: (0..n).map(hit).collect(), ..Default::default() };
+    store.import_catalogue(&items, &tests::setup_audit(), now).await?;
+    let batch = Batch {
+        findings: (0..n)
+            .map(|i| {
+                tests::camera_hit(
+                    "xian-1",
+                    "c-xian",
+                    "610102",
+                    &format!("r{i}"),
+                    Some(ITEM),
+                    common::Severity::Critical,
+                )
+            })
+            .collect(),
+        ..Default::default()
+    };
     store.write_batch(&batch, 1).await?;
     let all = store
         .findings(&hub::store::FindingFilter { limit: 100_000, ..Default::default() }, &Scope::All)
@@ -155,29 +131,6 @@ async fn feed(
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_hub(config: &std::path::Path, log: &std::path::Path) -> anyhow::Result<Child> {
-    let log = std::fs::File::create(log)?;
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_hub-under-test"))
-        .arg(config)
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()?;
-    Ok(Child(child))
-}
-
 /// SIGKILL in the middle of a burst of verifications and claims (each a record transition with
 /// its outbox rows): after the restart, every event in the store reaches the receiver, every
 /// step the hub answered is in the store, and repeats carry the same webhook-id.
@@ -187,7 +140,7 @@ async fn sigkill_mid_burst_loses_no_record_event() -> anyhow::Result<()> {
     let dir = scratch_dir("records-kill9");
     let rx = Counter::default();
     let url = counter(rx.clone()).await?;
-    let (http_port, mqtt_port) = (free_port(), free_port());
+    let (http_port, mqtt_port) = (tests::free_port(), tests::free_port());
     let text = format!("{}\n{}", config::Config::default_toml(), two_sites())
         .replace("listen = \"127.0.0.1:8080\"", &format!("listen = \"127.0.0.1:{http_port}\""))
         .replace("listen = \"127.0.0.1:1883\"", &format!("listen = \"127.0.0.1:{mqtt_port}\""))
@@ -205,28 +158,16 @@ async fn sigkill_mid_burst_loses_no_record_event() -> anyhow::Result<()> {
         let f = seed(&store, N).await?;
         let op = create_token(&store, &["duty_operator"], Some("duty"), None).await?;
         let dept = create_token(&store, &["department"], Some("xian-food"), None).await?;
-        let sub = hub::store::records::SubscriptionRow {
-            id: 0,
-            department_id: "xian-food".into(),
-            name: "k9".into(),
-            url,
-            transport: "webhook".into(),
-            filters: Default::default(),
-            keys: vec![hub::store::records::Key {
-                id: 1,
-                secret: hub::delivery::new_secret(),
-                created_at: 0,
-                expires_at: None,
-            }],
-            enabled: true,
-            disabled_reason: None,
-            disabled_at: None,
-            failing_since: None,
-            last_success_at: None,
-            created_at: 0,
-            created_by: "test".into(),
-        };
-        store.insert_subscription(&sub, &audit(), 0).await?;
+        let sub = hub::store::records::SubscriptionRow::new(
+            "xian-food",
+            "k9",
+            &url,
+            hub::delivery::new_secret(),
+            Default::default(),
+            0,
+            "test",
+        );
+        store.insert_subscription(&sub, &tests::setup_audit(), 0).await?;
         (f, op, dept)
     };
     let base = format!("http://127.0.0.1:{http_port}");
@@ -237,7 +178,11 @@ async fn sigkill_mid_burst_loses_no_record_event() -> anyhow::Result<()> {
             _ => None,
         })
     };
-    let hub = start_hub(&cfg_path, &dir.join("hub-1.log"))?;
+    let hub = tests::start_hub_process(
+        env!("CARGO_BIN_EXE_hub-under-test"),
+        &cfg_path,
+        &dir.join("hub-1.log"),
+    )?;
     wait_for(Duration::from_secs(60), "the hub to answer /healthz", healthy).await?;
     let op = client_with_token(&op_token);
     let dept = client_with_token(&dept_token);
@@ -298,7 +243,11 @@ async fn sigkill_mid_burst_loses_no_record_event() -> anyhow::Result<()> {
     println!("killed after {} answered steps, {before} events delivered", answered.len());
     assert!(answered.len() < 2 * N, "the kill came before the burst ended");
 
-    let _hub = start_hub(&cfg_path, &dir.join("hub-2.log"))?;
+    let _hub = tests::start_hub_process(
+        env!("CARGO_BIN_EXE_hub-under-test"),
+        &cfg_path,
+        &dir.join("hub-2.log"),
+    )?;
     wait_for(Duration::from_secs(60), "the restarted hub", healthy).await?;
     // Every event the store holds is delivered (expired leases are taken over after
     // delivery.lease).

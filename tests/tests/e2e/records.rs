@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::http::{HeaderMap, StatusCode as AxStatus};
 use common::{Clock, ManualClock};
 use hub::app::StartOptions;
-use hub::store::{Batch, EvidenceRow, FindingHit, Scope};
+use hub::store::{Batch, Scope};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tests::{TestHub, client_with_token, config_with, create_token, wait_for};
@@ -107,39 +107,6 @@ print("ok" if ok else "bad")
     Ok(String::from_utf8_lossy(&out.stdout).trim() == "ok")
 }
 
-fn hit(
-    site: &str,
-    camera: &str,
-    region: &str,
-    item: &str,
-    severity: common::Severity,
-) -> FindingHit {
-    FindingHit {
-        dedup_key: format!("{site}|{camera}|r|k"),
-        site_id: site.into(),
-        device_id: None,
-        camera_id: Some(camera.into()),
-        rule: "r".into(),
-        kind: "k".into(),
-        severity,
-        item_code: Some(item.into()),
-        region: Some(region.into()),
-        summary: format!("person in the {site} zone"),
-        first_seen: 1,
-        last_seen: 1,
-        count: 1,
-        last_value: None,
-        details: "{}".into(),
-        evidence: vec![EvidenceRow {
-            captured_at: 1,
-            frame_path: format!("{site}.jpg"),
-            annotated_path: format!("{site}.jpg"),
-            details: "[]".into(),
-            missing: None,
-        }],
-    }
-}
-
 const FOOD_ITEM: &str = "61000000200003";
 const TRANSPORT_ITEM: &str = "61000000300001";
 
@@ -160,8 +127,22 @@ async fn records(mut cfg: config::Config) -> anyhow::Result<()> {
     let store = &th.hub.store;
     let batch = Batch {
         findings: vec![
-            hit("xian-1", "c-xian", "610102", FOOD_ITEM, common::Severity::Critical),
-            hit("xy-1", "c-xy", "610402", TRANSPORT_ITEM, common::Severity::Major),
+            tests::camera_hit(
+                "xian-1",
+                "c-xian",
+                "610102",
+                "r",
+                Some(FOOD_ITEM),
+                common::Severity::Critical,
+            ),
+            tests::camera_hit(
+                "xy-1",
+                "c-xy",
+                "610402",
+                "r",
+                Some(TRANSPORT_ITEM),
+                common::Severity::Major,
+            ),
         ],
         ..Default::default()
     };
@@ -359,6 +340,31 @@ async fn records(mut cfg: config::Config) -> anyhow::Result<()> {
     assert_eq!(ev["data"]["record"]["id"], rid);
     assert_eq!(ev["id"], seen[0].id.as_str());
 
+    // A new finding of the same key (the first one cleared) joins the open record.
+    let (s, _) = send(op.post(format!("{base}/api/v1/findings/{fx}/clear"))).await?;
+    assert_eq!(s, StatusCode::OK);
+    let again = tests::camera_hit(
+        "xian-1",
+        "c-xian",
+        "610102",
+        "r",
+        Some(FOOD_ITEM),
+        common::Severity::Critical,
+    );
+    store.write_batch(&Batch { findings: vec![again], ..Default::default() }, 2).await?;
+    let f2 = store
+        .findings(&hub::store::FindingFilter { limit: 10, ..Default::default() }, &Scope::All)
+        .await?
+        .into_iter()
+        .find(|f| f.site_id == "xian-1" && f.id != fx)
+        .unwrap()
+        .id;
+    let (s, f) =
+        send(op.post(format!("{base}/api/v1/findings/{f2}/verify")).json(&json!({}))).await?;
+    assert_eq!((s, f["record_id"].as_i64()), (StatusCode::OK, Some(rid)), "attached: {f}");
+    let (_, r) = send(op.get(format!("{base}/api/v1/records/{rid}"))).await?;
+    assert_eq!((r["occurrences"].as_i64(), r["finding_ids"].clone()), (Some(2), json!([fx, f2])));
+
     // Another department sees nothing of it, and cannot act on it.
     let (s, _) = send(xy.get(format!("{base}/api/v1/records/{rid}"))).await?;
     assert_eq!(s, StatusCode::NOT_FOUND);
@@ -431,12 +437,16 @@ async fn records(mut cfg: config::Config) -> anyhow::Result<()> {
     let (_, r) = send(xian.get(format!("{base}/api/v1/records/{rid}"))).await?;
     let actions: Vec<&str> =
         r["timeline"].as_array().unwrap().iter().map(|t| t["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, ["create", "claim", "assign", "result", "feedback", "close"], "{r}");
+    assert_eq!(
+        actions,
+        ["create", "attach", "claim", "assign", "result", "feedback", "close"],
+        "{r}"
+    );
     for t in r["timeline"].as_array().unwrap()[1..].iter() {
         assert!(t["actor"].as_str().unwrap().starts_with("token:"), "who: {t}");
         assert!(t["at"].is_string() && t["to"].is_string(), "{t}");
     }
-    assert_eq!(r["timeline"][3]["attachments"][0]["id"], a["id"], "{r}");
+    assert_eq!(r["timeline"][4]["attachments"][0]["id"], a["id"], "{r}");
     assert_eq!(r["deadline"], "met");
     let (_, audit) =
         send(th.http.get(format!("{base}/api/v1/audit?target=record:{rid}&limit=50"))).await?;
@@ -465,7 +475,7 @@ async fn records(mut cfg: config::Config) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
     };
     wait_for(Duration::from_secs(20), "every step delivered", || async {
-        Ok((types().len() >= 9).then_some(()))
+        Ok((types().len() >= 10).then_some(()))
     })
     .await?;
     let t = types();
@@ -473,6 +483,7 @@ async fn records(mut cfg: config::Config) -> anyhow::Result<()> {
         &t[3..],
         [
             "record.created",
+            "record.finding_attached",
             "record.claimed",
             "record.assigned",
             "record.resulted",
