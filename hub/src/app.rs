@@ -405,7 +405,10 @@ impl Hub {
             writer: writer_status,
             provisioner: provisioner.clone(),
             openapi: Arc::default(),
-            auth: Arc::new(crate::auth::Auth::new(&cfg.http, &api::route_table())),
+            auth: Arc::new(
+                crate::auth::Auth::new(&cfg.http, &api::route_table())
+                    .accepting_files(api::file_routes()),
+            ),
             camera_networks: Arc::new(
                 cfg.http.camera_networks.iter().filter_map(|n| n.parse().ok()).collect(),
             ),

@@ -67,27 +67,12 @@ async fn check_url(s: &AppState, raw: &str) -> Result<(), Error> {
         return Err(bad(format!("scheme {:?}: only rtsp:// and rtsps:// cameras", u.scheme())));
     }
     let port = u.port().unwrap_or(if u.scheme() == "rtsps" { 322 } else { 554 });
-    let addrs: Vec<std::net::IpAddr> = match u.host() {
-        Some(url::Host::Ipv4(a)) => vec![a.into()],
-        Some(url::Host::Ipv6(a)) => vec![a.into()],
-        Some(url::Host::Domain(d)) => tokio::net::lookup_host((d, port))
-            .await
-            .map_err(|e| bad(format!("host {d:?} does not resolve ({e})")))?
-            .map(|a| a.ip())
-            .collect(),
-        None => return Err(bad("no host".into())),
+    let allow = crate::auth::networks::AllowList {
+        networks: &s.camera_networks,
+        what: "cameras",
+        setting: "http.camera_networks",
     };
-    if addrs.is_empty() {
-        return Err(bad("the host has no address".into()));
-    }
-    if let Some(a) = addrs.iter().find(|a| !s.camera_networks.iter().any(|n| n.contains(*a))) {
-        let nets: Vec<String> = s.camera_networks.iter().map(|n| n.to_string()).collect();
-        return Err(bad(format!(
-            "address {a} is outside the networks cameras may be on ({}); see \
-             http.camera_networks",
-            nets.join(", ")
-        )));
-    }
+    allow.resolve(&u, port).await.map_err(bad)?;
     Ok(())
 }
 

@@ -89,6 +89,11 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The routes whose body is a file (uploads, imports), not JSON.
+pub fn file_routes() -> Vec<&'static str> {
+    routes().files
+}
+
 /// Every route with its access rule: (method, path, rule), as the router serves them.
 pub fn route_table() -> Vec<(&'static str, &'static str, Access)> {
     routes().table
@@ -153,9 +158,9 @@ fn routes() -> openapi::Routes {
         .delete("/api/v1/tokens/{id}", ADMINS, admin::revoke_token)
         .get("/api/v1/audit", ADMINS, admin::audit)
         .get("/api/v1/catalogue", FINDING_READERS, records::catalogue)
-        .post("/api/v1/catalogue", ADMINS, records::import_catalogue)
+        .post_file("/api/v1/catalogue", ADMINS, records::import_catalogue)
         .get("/api/v1/entities", FINDING_READERS, records::entities)
-        .post("/api/v1/entities", ADMINS, records::import_entities)
+        .post_file("/api/v1/entities", ADMINS, records::import_entities)
         .post("/api/v1/findings/{id}/record", OPERATORS, records::from_finding)
         .get("/api/v1/records", FINDING_READERS, records::list_records)
         .get("/api/v1/records/events", FINDING_READERS, records::events)
@@ -169,7 +174,7 @@ fn routes() -> openapi::Routes {
         .post("/api/v1/records/{id}/close", FINDING_READERS, records::act)
         .post("/api/v1/records/{id}/reopen", FINDING_READERS, records::act)
         .post("/api/v1/records/{id}/return", DEPARTMENTS, records::act)
-        .post("/api/v1/records/{id}/attachments", FINDING_READERS, records::upload)
+        .post_file("/api/v1/records/{id}/attachments", FINDING_READERS, records::upload)
         .get("/api/v1/records/{id}/attachments/{aid}", FINDING_READERS, records::download)
         .get("/api/v1/notices", FINDING_READERS, records::notices)
         .get("/api/v1/subscriptions", DEPARTMENTS, subscriptions::list)

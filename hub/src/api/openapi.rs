@@ -27,6 +27,8 @@ use crate::error::ErrorBody;
 pub(super) struct Routes {
     pub router: axum::Router<AppState>,
     pub table: Vec<(&'static str, &'static str, Access)>,
+    /// Routes whose body is a file, not JSON (`post_file`).
+    pub files: Vec<&'static str>,
 }
 
 impl Routes {
@@ -59,6 +61,18 @@ impl Routes {
         h: H,
     ) -> Self {
         self.add("post", path, access, axum::routing::post(h))
+    }
+
+    /// A POST whose body is a file (an upload, an import): a session may send it with the
+    /// file's own Content-Type.
+    pub fn post_file<H: Handler<T, AppState>, T: 'static>(
+        mut self,
+        path: &'static str,
+        access: Access,
+        h: H,
+    ) -> Self {
+        self.files.push(path);
+        self.post(path, access, h)
     }
 
     pub fn patch<H: Handler<T, AppState>, T: 'static>(

@@ -8,6 +8,7 @@
 //! [`Principal`] to the handler. Handlers never decide scope themselves: they pass
 //! [`Principal::scope`] to the store, registry or camera manager, whose queries apply it.
 
+pub mod networks;
 pub mod scope;
 pub mod secrets;
 pub mod throttle;
@@ -223,6 +224,10 @@ pub struct Auth {
     pub throttle: throttle::Throttle,
     /// (method, route path) → rule, from the router's own table.
     pub rules: HashMap<(Method, &'static str), Access>,
+    /// Routes whose body is a file (a photo, a CSV): a session may send them with the file's
+    /// own type instead of JSON. The CSRF header still guards them (a cross-site form cannot
+    /// set it).
+    pub file_routes: std::collections::HashSet<&'static str>,
     pub max_body_bytes: usize,
     /// Recently verified credentials, for database outages.
     pub verified: Verified,
@@ -231,6 +236,12 @@ pub struct Auth {
 }
 
 impl Auth {
+    /// The routes (`api::file_routes`) whose body is a file.
+    pub fn accepting_files(mut self, paths: impl IntoIterator<Item = &'static str>) -> Self {
+        self.file_routes.extend(paths);
+        self
+    }
+
     pub fn new(http: &config::Http, table: &[(&'static str, &'static str, Access)]) -> Self {
         let rules = table
             .iter()
@@ -247,6 +258,7 @@ impl Auth {
                 http.login_window,
             ),
             rules,
+            file_routes: Default::default(),
             max_body_bytes: http.max_body_bytes,
             verified: Verified::default(),
         }
@@ -515,11 +527,6 @@ fn is_stream(headers: &HeaderMap) -> bool {
             .is_some_and(|v| v.contains("text/event-stream"))
 }
 
-/// Routes whose body is a file (a photo, a CSV): a session may send them with the file's own
-/// type. The CSRF token still guards them (a cross-site form cannot set the header).
-const FILE_ROUTES: &[&str] =
-    &["/api/v1/records/{id}/attachments", "/api/v1/catalogue", "/api/v1/entities"];
-
 fn is_json(headers: &HeaderMap) -> bool {
     headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
         let v = v.split(';').next().unwrap_or_default().trim();
@@ -594,7 +601,7 @@ async fn check(s: &AppState, req: &mut Request) -> Result<(), Error> {
         }
         if has_body(req.headers())
             && !is_json(req.headers())
-            && !FILE_ROUTES.contains(&path.as_str())
+            && !s.auth.file_routes.contains(path.as_str())
         {
             return Err(Error::UnsupportedMediaType(
                 "a request body must be JSON (Content-Type: application/json)".into(),

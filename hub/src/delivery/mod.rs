@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::{Clock, UnixMs};
 use ipnet::IpNet;
+
+use crate::auth::networks::AllowList;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
@@ -62,9 +64,14 @@ fn parse_retry_after(v: &str, now: UnixMs) -> Option<Duration> {
     Some(Duration::from_millis(ms.max(0) as u64))
 }
 
-/// Checks an endpoint URL: http or https, and its host's every address within `networks`.
-/// Returns the addresses.
-pub async fn check_destination(url: &str, networks: &[IpNet]) -> Result<Vec<SocketAddr>, String> {
+/// Endpoints' allow-list.
+fn allow_list(networks: &[IpNet]) -> AllowList<'_> {
+    AllowList { networks, what: "endpoints", setting: "delivery.networks" }
+}
+
+/// Checks an endpoint URL: http or https, no credentials, and its host's every address within
+/// `networks`. Returns the addresses.
+pub async fn check_destination(url: &str, networks: &[IpNet]) -> Result<Vec<IpAddr>, String> {
     let u = url::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
     if !matches!(u.scheme(), "http" | "https") {
         return Err(format!("{url:?}: only http and https endpoints are delivered to"));
@@ -75,32 +82,7 @@ pub async fn check_destination(url: &str, networks: &[IpNet]) -> Result<Vec<Sock
         ));
     }
     let port = u.port_or_known_default().unwrap_or(443);
-    let addrs: Vec<SocketAddr> = match u.host() {
-        Some(url::Host::Ipv4(a)) => vec![SocketAddr::new(a.into(), port)],
-        Some(url::Host::Ipv6(a)) => vec![SocketAddr::new(a.into(), port)],
-        Some(url::Host::Domain(d)) => tokio::net::lookup_host((d, port))
-            .await
-            .map_err(|e| format!("host {d:?} does not resolve ({e})"))?
-            .collect(),
-        None => return Err(format!("{url:?} has no host")),
-    };
-    allowed(&addrs, networks)?;
-    Ok(addrs)
-}
-
-fn allowed(addrs: &[SocketAddr], networks: &[IpNet]) -> Result<(), String> {
-    if addrs.is_empty() {
-        return Err("the host has no address".into());
-    }
-    if let Some(a) = addrs.iter().find(|a| !networks.iter().any(|n| n.contains(&a.ip()))) {
-        let nets: Vec<String> = networks.iter().map(|n| n.to_string()).collect();
-        return Err(format!(
-            "address {} is outside the networks endpoints may be on ({}); see delivery.networks",
-            a.ip(),
-            nets.join(", ")
-        ));
-    }
-    Ok(())
+    allow_list(networks).resolve(&u, port).await
 }
 
 /// The client's resolver: names resolve only to allowed addresses, at every connection (a
@@ -115,7 +97,9 @@ impl reqwest::dns::Resolve for AllowListResolver {
         Box::pin(async move {
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
-            allowed(&addrs, &networks)
+            let ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
+            allow_list(&networks)
+                .admits(&ips)
                 .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })?;
             let it: reqwest::dns::Addrs = Box::new(addrs.into_iter());
             Ok(it)
@@ -315,7 +299,7 @@ async fn send(
                 _ => None,
             };
             if let Some(ip) = lit
-                && let Err(e) = allowed(&[SocketAddr::new(ip, 0)], networks)
+                && let Err(e) = allow_list(networks).admits(&[ip])
             {
                 break 'o fail(None, format!("refused: {e}"), None);
             }

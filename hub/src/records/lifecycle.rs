@@ -59,11 +59,6 @@ pub fn next(id: i64, state: S, action: A, others_remain: bool) -> Result<S, Stri
     })
 }
 
-/// Whether the record is still being handled (not closed).
-pub fn is_open(state: S) -> bool {
-    state != S::Closed
-}
-
 /// The event type of a transition (`record.claimed`, …).
 pub fn event_type(action: A) -> &'static str {
     match action {

@@ -1936,17 +1936,6 @@ impl Store {
         Ok(())
     }
 
-    /// The earliest time a pending delivery falls due (for the worker's sleep).
-    pub async fn next_delivery_due(&self) -> Result<Option<UnixMs>, Error> {
-        sqlx::query_scalar(
-            "SELECT MIN(d.next_at) FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id \
-             WHERE d.state = 'pending' AND s.enabled = 1",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db("reading the next delivery"))
-    }
-
     /// Notices for `department` (all when none), newest first.
     pub async fn notices(
         &self,

@@ -156,14 +156,7 @@ pub(crate) async fn world(cfg: config::Config) -> anyhow::Result<World> {
     let depts = store.departments().await?.into_iter().map(|d| d.id).collect();
     let items = hub::records::import::catalogue(cat, hub::records::import::Format::Csv, &depts)
         .map_err(|p| anyhow::anyhow!("{p:?}"))?;
-    let setup = hub::store::AuditEntry {
-        actor: "test".into(),
-        address: "-".into(),
-        action: "setup".into(),
-        target: "-".into(),
-        before: None,
-        after: None,
-    };
+    let setup = tests::setup_audit();
     store.import_catalogue(&items, &setup, 1).await?;
     let policy = hub::store::records::Policy::of(&config::Records::default());
     let mut records = std::collections::HashMap::new();

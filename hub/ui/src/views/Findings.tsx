@@ -90,8 +90,8 @@ function Filters() {
         name="source"
         title={t('filter.source')}
         options={[
-          ...cameras.value.map((c): [string, string] => [`camera:${c.id}`, `📷 ${c.name || c.id}`]),
-          ...devices.value.map((d): [string, string] => [`device:${d.id}`, `⏲ ${d.name || d.id}`]),
+          ...cameras.value.map((c): [string, string] => [`camera:${c.id}`, `${t('source.camera')} · ${c.name || c.id}`]),
+          ...devices.value.map((d): [string, string] => [`device:${d.id}`, `${t('source.device')} · ${d.name || d.id}`]),
         ]}
       />
       <button type="button" class="link" data-role="reset-filters" onClick={() => setFilter({ ...EMPTY_FILTER })}>
@@ -313,10 +313,10 @@ function RecordLink({ f }: { f: Finding }) {
       <p class="record-link">
         {may.record() ? (
           <a href={`#/records/${id}`} data-record-link={id}>
-            📋 {t('record.open', { id })}
+            {t('record.open', { id })}
           </a>
         ) : (
-          <span data-record-link={id}>📋 {t('record.open', { id })}</span>
+          <span data-record-link={id}>{t('record.open', { id })}</span>
         )}
       </p>
     );
@@ -342,7 +342,7 @@ function RecordLink({ f }: { f: Finding }) {
           }
         }}
       >
-        📋 {t('record.create')}
+        {t('record.create')}
       </button>
       {error && (
         <p class="error" role="status" data-action-result="error">

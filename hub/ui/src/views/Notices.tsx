@@ -38,7 +38,7 @@ export function Notices() {
       }}
     >
       <summary class={unseen ? 'has-unseen' : ''}>
-        🔔 {t('notices.title')}
+        {t('notices.title')}
         <span class={`badge ${unseen ? 'notice-count' : ''}`} data-count={unseen}>
           {unseen || list.length}
         </span>

@@ -545,7 +545,7 @@ function Attachments({ items }: { items: Attachment[] }) {
           </a>
         ) : (
           <a key={a.id} href={a.url} target="_blank" rel="noopener" class="tag" data-attachment={a.id}>
-            📄 {a.name} ({fileSize(a.size)})
+            {a.name} ({fileSize(a.size)})
           </a>
         ),
       )}
