@@ -1126,9 +1126,12 @@ fn record_operations(sc: &mut Schemas, put: &mut impl FnMut(&str, &str, Value)) 
         ),
         &[400, 403, 404, 413, 415, 500, 503],
     );
-    up["requestBody"] = json!({"required": true, "content": {
-        "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-        "image/png": {"schema": {"type": "string", "format": "binary"}}}});
+    // One list decides what an upload may be and what a download is served as.
+    let files: Map<String, Value> = super::records::ATTACHMENT_TYPES
+        .iter()
+        .map(|t| (t.to_string(), json!({"schema": {"type": "string", "format": "binary"}})))
+        .collect();
+    up["requestBody"] = json!({"required": true, "content": files.clone()});
     put("/api/v1/records/{id}/attachments", "post", up);
     let aid = json!({"name": "aid", "in": "path", "required": true, "description": "attachment id",
         "schema": {"type": "integer", "format": "int64"}});
@@ -1138,11 +1141,7 @@ fn record_operations(sc: &mut Schemas, put: &mut impl FnMut(&str, &str, Value)) 
         op(
             "An attachment's bytes",
             vec![record_id.clone(), aid],
-            (
-                200,
-                "the file",
-                json!({"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}),
-            ),
+            (200, "the file", Value::Object(files)),
             &[400, 404, 500, 503],
         ),
     );

@@ -215,10 +215,10 @@ pub(super) struct RecordQuery {
     /// The claiming department.
     #[schemars(length(min = 1, max = 64))]
     department: Option<String>,
-    /// The pull: records changed after this cursor, in commit order.
+    /// The pull: records changed after this cursor, in commit order. Not with `cursor`.
     #[schemars(regex(pattern = r"^[0-9]{1,18}$"))]
     after: Option<String>,
-    /// Newest first: the `next` of the previous page.
+    /// Newest first: the `next` of the previous page. Not with `after`.
     #[schemars(regex(pattern = r"^[0-9]{1,18}$"))]
     cursor: Option<String>,
     #[schemars(range(min = 1, max = 1000))]
