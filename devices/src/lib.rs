@@ -7,11 +7,13 @@
 //! - [`scenario`]: the demo site, its anomaly script, and the findings it must produce.
 //! - [`site`]: runs a scenario over MQTT, paced or as fast as the broker takes it.
 //! - [`load`]: the load generator of the benchmark.
+//! - [`department`]: a department's case system reading record events over MQTT (the demo's).
 //!
 //! This crate knows nothing of the hub's internals: only the topic and payload contract.
 
 pub mod camera;
 pub mod credentials;
+pub mod department;
 pub mod load;
 pub mod scenario;
 pub mod sim;

@@ -175,6 +175,20 @@ impl Hub {
         let (in_tx, in_rx) = mpsc::channel(cfg.pipeline.queue);
         let (w_tx, w_rx) = mpsc::channel(pipeline::WRITER_QUEUE);
         let mut tasks: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
+        let auth = Arc::new(
+            crate::auth::Auth::new(&cfg.http, &api::route_table())
+                .accepting_files(api::file_routes()),
+        );
+        let waker = crate::delivery::Waker::default();
+        // Departments' MQTT subscribers of record events log in to the embedded gateway.
+        let feeds = (cfg.mqtt.mode == MqttMode::Embedded).then(|| {
+            Arc::new(crate::delivery::mqtt::Feeds::new(
+                store.clone(),
+                auth.clone(),
+                clock.clone(),
+                waker.clone(),
+            ))
+        });
         let mut mqtt_addr = None;
         // The embedded broker is ready once bound; the external one after its SUBACKs.
         let mut mqtt_ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -195,6 +209,7 @@ impl Hub {
                         login_failure_max_delay: cfg.mqtt.login_failure_max_delay,
                     },
                     registry.clone(),
+                    feeds.clone().map(|f| f as Arc<dyn ingest::feed::FeedDirectory>),
                     Some(in_tx.clone()),
                     &metrics,
                 )
@@ -349,7 +364,6 @@ impl Hub {
             crate::broker_accounts::check_accounts(p.clone(), registry.clone());
         }
         // Supervision records: the delivery worker and the deadline monitor.
-        let waker = crate::delivery::Waker::default();
         let delivery_networks: Arc<Vec<ipnet::IpNet>> =
             Arc::new(cfg.delivery.networks.iter().filter_map(|n| n.parse().ok()).collect());
         let worker = crate::delivery::Worker {
@@ -360,6 +374,7 @@ impl Hub {
             clock: clock.clone(),
             owner: format!("{}:{}", std::process::id(), crate::auth::secrets::random(8)),
             metrics: metrics.clone(),
+            feeds: feeds.clone(),
         };
         let worker = Arc::new(worker);
         let (w, s) = (worker.clone(), shutdown.clone());
@@ -390,6 +405,7 @@ impl Hub {
             attachments_dir: cfg.data_dir.join("attachments"),
             attachment_max_bytes: cfg.records.attachment_max_bytes,
             rotation_overlap_ms: cfg.delivery.rotation_overlap.as_millis() as i64,
+            mqtt_feeds: feeds.is_some(),
         });
         let state = AppState {
             records: records.clone(),
@@ -405,10 +421,7 @@ impl Hub {
             writer: writer_status,
             provisioner: provisioner.clone(),
             openapi: Arc::default(),
-            auth: Arc::new(
-                crate::auth::Auth::new(&cfg.http, &api::route_table())
-                    .accepting_files(api::file_routes()),
-            ),
+            auth: auth.clone(),
             camera_networks: Arc::new(
                 cfg.http.camera_networks.iter().filter_map(|n| n.parse().ok()).collect(),
             ),

@@ -54,6 +54,7 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::ack::{Ack, AckSink};
+use crate::feed::{FeedDirectory, FeedRefusal};
 use crate::{DeviceDirectory, Error, Inbound, topic};
 
 /// Frames larger than this close the connection instead of being buffered and dropped.
@@ -100,6 +101,8 @@ struct Counters {
     auth_bad_will: Arc<Counter>,
     auth_throttled: Arc<Counter>,
     auth_busy: Arc<Counter>,
+    /// Feed logins (department subscribers) refused: wrong or foreign token.
+    auth_feed: Arc<Counter>,
     refused_max_connections: Arc<Counter>,
     refused_rate: Arc<Counter>,
     argon2_runs: Arc<Counter>,
@@ -134,6 +137,7 @@ impl Counters {
             auth_bad_will: auth("foreign_will_topic"),
             auth_throttled: auth("throttled"),
             auth_busy: auth("busy"),
+            auth_feed: auth("feed_refused"),
             refused_max_connections: r.counter(
                 names::MQTT_CONNECTIONS_REFUSED,
                 "MQTT connections closed at accept, by reason",
@@ -170,6 +174,8 @@ struct Ctx {
     /// Where the device's own QoS 0/1 telemetry goes, bypassing the broker.
     direct: Option<mpsc::Sender<Inbound>>,
     directory: Arc<dyn DeviceDirectory>,
+    /// Subscribers that are not devices (department feeds), when the hub serves any.
+    feeds: Option<Arc<dyn FeedDirectory>>,
     counters: Counters,
     /// device id → digest of (secret hash, secret) last verified, so reconnects skip argon2.
     /// At most [`VERIFIED_MAX`] entries.
@@ -244,6 +250,7 @@ impl Gateway {
     pub async fn bind(
         cfg: GatewayConfig,
         directory: Arc<dyn DeviceDirectory>,
+        feeds: Option<Arc<dyn FeedDirectory>>,
         direct: Option<mpsc::Sender<Inbound>>,
         metrics: &Registry,
     ) -> Result<Self, Error> {
@@ -270,6 +277,7 @@ impl Gateway {
             counters: Counters::new(metrics),
             cfg,
             directory,
+            feeds,
             verified: Mutex::new(HashMap::new()),
             limits: Mutex::new(limits),
             argon2,
@@ -341,7 +349,7 @@ impl Gateway {
 }
 
 #[derive(Debug, thiserror::Error)]
-enum ConnError {
+pub(crate) enum ConnError {
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     #[error("malformed MQTT: {0}")]
@@ -355,7 +363,7 @@ enum ConnError {
 }
 
 /// Parses a fixed header: (header length, remaining length), or None when more bytes are needed.
-fn frame_header(buf: &[u8]) -> Result<Option<(usize, usize)>, ConnError> {
+pub(crate) fn frame_header(buf: &[u8]) -> Result<Option<(usize, usize)>, ConnError> {
     let mut len = 0usize;
     for i in 0..4 {
         let Some(&b) = buf.get(1 + i) else { return Ok(None) };
@@ -368,7 +376,7 @@ fn frame_header(buf: &[u8]) -> Result<Option<(usize, usize)>, ConnError> {
 }
 
 /// Takes the next complete frame off `buf`, reading from `rd` as needed. None at clean EOF.
-async fn next_frame(
+pub(crate) async fn next_frame(
     rd: &mut OwnedReadHalf,
     buf: &mut BytesMut,
 ) -> Result<Option<Bytes>, ConnError> {
@@ -388,7 +396,7 @@ async fn next_frame(
     }
 }
 
-fn write_remaining_length(out: &mut BytesMut, mut len: usize) {
+pub(crate) fn write_remaining_length(out: &mut BytesMut, mut len: usize) {
     loop {
         let mut b = (len % 128) as u8;
         len /= 128;
@@ -570,6 +578,36 @@ async fn serve(stream: TcpStream, addr: IpAddr, ctx: &Ctx) -> Result<(), ConnErr
         .await;
     };
     let device = login.username;
+    if let Some(feeds) = ctx.feeds.as_ref().filter(|f| f.claims(&device)) {
+        let keep_alive = connect.keep_alive;
+        let feed = match feeds.login(&device, &login.password, addr).await {
+            Ok(f) => f,
+            Err(r) => {
+                let (code, counter, why) = match &r {
+                    FeedRefusal::Credentials(_) => (
+                        ConnectReturnCode::BadUserNamePassword,
+                        &c.auth_feed,
+                        "feed credentials",
+                    ),
+                    FeedRefusal::NotAuthorised(_) => (
+                        ConnectReturnCode::NotAuthorized,
+                        &c.auth_feed,
+                        "feed not authorised",
+                    ),
+                    FeedRefusal::Unavailable(_) => {
+                        (ConnectReturnCode::ServiceUnavailable, &c.auth_busy, "feed unavailable")
+                    }
+                };
+                warn!(user = %device, reason = ?r, "MQTT feed login refused");
+                return refuse(&mut cwr, code, counter, why).await;
+            }
+        };
+        info!(feed = %feed.name, "MQTT feed subscriber connected");
+        let name = feed.name.clone();
+        let r = crate::feed::serve(crd, cwr, cbuf, keep_alive, feed).await;
+        info!(feed = %name, end = ?r.as_ref().err(), "MQTT feed subscriber disconnected");
+        return Ok(());
+    }
     let Some(creds) = ctx.directory.credentials(&device).await else {
         warn!(device = %device, "MQTT login as an unknown device refused");
         return refuse(

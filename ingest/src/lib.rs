@@ -9,6 +9,8 @@
 //!   link.
 //! - [`external`]: the same consumer against an external broker (e.g. Mosquitto) with a shared
 //!   subscription, so several hub processes split the load.
+//! - [`feed`]: department feeds on the gateway: subscribers that log in with a hub token and
+//!   receive the hub's messages with an end-to-end PUBACK (record events over MQTT).
 //! - [`dynsec`]: keeps devices' accounts in Mosquitto's dynamic-security plugin (external mode).
 //! - [`topic`] and [`telemetry`]: the documented topic and payload contract.
 //!
@@ -21,6 +23,7 @@ pub mod broker;
 pub mod camera;
 pub mod dynsec;
 pub mod external;
+pub mod feed;
 pub mod gateway;
 pub mod gst_client;
 pub mod native;

@@ -943,13 +943,17 @@ fn subscription_schema() -> Value {
         "required": ["id", "department_id", "name", "url", "transport", "filters", "enabled",
             "pending", "delivered", "failed", "keys"],
         "properties": {"id": {"type": "integer"}, "department_id": text, "name": text,
-            "url": text, "transport": {"enum": ["webhook"]}, "filters": {"type": "object"},
+            "url": {"type": "string", "description": "the webhook endpoint; empty for mqtt"},
+            "transport": {"enum": ["webhook", "mqtt"]}, "filters": {"type": "object"},
+            "mqtt": {"type": ["object", "null"], "description": "mqtt only (null for webhooks): how the department's system reads the events",
+                "required": ["username", "topic"],
+                "properties": {"username": text, "topic": text}},
             "enabled": {"type": "boolean"}, "disabled_reason": opt_text, "disabled_at": opt_text,
             "failing_since": opt_text, "last_success_at": opt_text,
             "pending": {"type": "integer"}, "delivered": {"type": "integer"},
             "failed": {"type": "integer"}, "created_at": text, "created_by": text,
             "keys": {"type": "array"},
-            "secret": {"type": "string", "description": "shown once: on creation and rotation"}}})
+            "secret": {"type": "string", "description": "webhook only, shown once: on creation and rotation"}}})
 }
 
 /// Supervision records, the catalogue, entities, notices and subscriptions.
@@ -1170,7 +1174,7 @@ fn record_operations(sc: &mut Schemas, put: &mut impl FnMut(&str, &str, Value)) 
         "post",
         with_body(
             op(
-                "Subscribe an endpoint (Standard Webhooks); the answer carries the secret once",
+                "Subscribe an endpoint (Standard Webhooks; the answer carries the secret once) or the department's MQTT subscriber",
                 vec![],
                 (201, "subscribed", content("application/json", sub.clone())),
                 &[400, 403, 413, 415, 500, 503],

@@ -34,6 +34,8 @@ pub struct RecordsCtx {
     pub attachments_dir: PathBuf,
     pub attachment_max_bytes: usize,
     pub rotation_overlap_ms: i64,
+    /// Whether departments may subscribe over MQTT (the embedded gateway serves them).
+    pub mqtt_feeds: bool,
 }
 
 /// Longest note on a step, in characters.

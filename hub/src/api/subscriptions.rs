@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::records::actor;
 use super::{AppState, body_error, parse_time, rfc3339};
 use crate::auth::Caller;
+use crate::delivery::mqtt;
 use crate::error::Error;
 use crate::store::records::{Filters, Key, SubscriptionRow};
 
@@ -23,13 +24,15 @@ pub(super) struct NewSubscription {
     department_id: Option<String>,
     #[schemars(length(min = 1, max = 100))]
     name: String,
-    /// The endpoint (http or https), within delivery.networks.
+    /// The endpoint (http or https), within delivery.networks: required for `webhook`, not
+    /// given for `mqtt`.
     #[schemars(length(min = 1, max = 2000))]
-    url: String,
+    url: Option<String>,
     #[serde(default)]
     filters: Filters,
-    /// How events are delivered: `webhook` (the only one so far).
-    #[schemars(regex(pattern = r"^webhook$"))]
+    /// How events are delivered: `webhook` (default; signed POSTs to `url`) or `mqtt` (QoS 1
+    /// publications to the department's subscriber on the hub's MQTT gateway).
+    #[schemars(regex(pattern = r"^(webhook|mqtt)$"))]
     transport: Option<String>,
 }
 
@@ -69,6 +72,9 @@ pub(super) struct ReplayBody {
     to: Option<String>,
 }
 
+const WEBHOOK: &str = "webhook";
+const MQTT: &str = "mqtt";
+
 fn sub_id(id: Result<Path<i64>, axum::extract::rejection::PathRejection>) -> Result<i64, Error> {
     id.map(|Path(i)| i)
         .map_err(|e| Error::InvalidArgument(format!("subscription id: {}", e.body_text())))
@@ -88,7 +94,12 @@ fn owner(c: &Caller) -> Result<Option<String>, Error> {
 
 async fn json_of(s: &AppState, sub: &SubscriptionRow) -> Result<Value, Error> {
     let counts = s.store.delivery_counts(sub.id).await?;
+    let mqtt = (sub.transport == MQTT).then(|| {
+        json!({"username": format!("{}{}", mqtt::USER_PREFIX, sub.department_id),
+            "topic": mqtt::topic(&sub.department_id, sub.id)})
+    });
     Ok(json!({
+        "mqtt": mqtt,
         "id": sub.id,
         "department_id": sub.department_id,
         "name": sub.name,
@@ -177,34 +188,61 @@ pub(super) async fn create(
     if s.store.department(&department).await?.is_none() {
         return Err(Error::InvalidArgument(format!("department_id: no department {department:?}")));
     }
-    if let Some(t) = b.transport.as_deref().filter(|t| *t != "webhook") {
-        return Err(Error::InvalidArgument(format!(
-            "transport {t:?}: only \"webhook\" is delivered so far (MQTT publication of record events is not built yet)"
-        )));
-    }
+    let transport = b.transport.as_deref().unwrap_or(WEBHOOK);
+    let url = match (transport, &b.url) {
+        (WEBHOOK, Some(u)) => u.clone(),
+        (WEBHOOK, None) => {
+            return Err(Error::InvalidArgument("url: required for a webhook".into()));
+        }
+        (MQTT, None) if s.records.mqtt_feeds => String::new(),
+        (MQTT, None) => {
+            return Err(Error::InvalidArgument(
+                "transport \"mqtt\": this hub's departments read MQTT from its embedded gateway, \
+                 and mqtt.mode is external; subscribe a webhook instead"
+                    .into(),
+            ));
+        }
+        (MQTT, Some(_)) => {
+            return Err(Error::InvalidArgument(
+                "url: not for transport \"mqtt\" (the department's subscriber connects to the \
+                 hub's MQTT gateway; the answer names its username and topic)"
+                    .into(),
+            ));
+        }
+        (t, _) => {
+            return Err(Error::InvalidArgument(format!(
+                "transport {t:?}: must be \"webhook\" or \"mqtt\""
+            )));
+        }
+    };
     let name = b.name.trim().to_owned();
     if name.is_empty() {
         return Err(Error::InvalidArgument("name: required".into()));
     }
     check_filters(&b.filters)?;
-    check_url(&s, &b.url).await?;
+    if transport == WEBHOOK {
+        check_url(&s, &url).await?;
+    }
     let now = s.clock.now_ms();
     let secret = crate::delivery::new_secret();
     let mut sub = SubscriptionRow::new(
         &department,
         &name,
-        &b.url,
+        &url,
         secret.clone(),
         b.filters,
         now,
         &caller.actor,
     );
+    sub.transport = transport.to_owned();
     let mut audit = caller.audit("subscription.create", String::new());
-    audit.after =
-        Some(json!({"department_id": sub.department_id, "url": sub.url, "filters": sub.filters}));
+    audit.after = Some(json!({"department_id": sub.department_id, "url": sub.url,
+        "transport": sub.transport, "filters": sub.filters}));
     sub.id = s.store.insert_subscription(&sub, &audit, now).await?;
     let mut v = json_of(&s, &sub).await?;
-    v["secret"] = json!(secret);
+    if transport == WEBHOOK {
+        v["secret"] = json!(secret);
+    }
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
@@ -236,6 +274,11 @@ pub(super) async fn update(
         sub.name = n;
     }
     if let Some(u) = b.url {
+        if sub.transport == MQTT {
+            return Err(Error::InvalidArgument(
+                "url: an mqtt subscription has none (its subscriber connects to the hub)".into(),
+            ));
+        }
         check_url(&s, &u).await?;
         sub.url = u;
     }
@@ -289,6 +332,12 @@ pub(super) async fn rotate(
 ) -> Result<Json<Value>, Error> {
     let id = sub_id(id)?;
     let mut sub = load(&s, &caller, id).await?;
+    if sub.transport == MQTT {
+        return Err(Error::InvalidArgument(format!(
+            "subscription {id} is delivered over MQTT: it has no signing secret (its subscriber \
+             logs in with a department token)"
+        )));
+    }
     let now = s.clock.now_ms();
     let overlap_end = now + s.records.rotation_overlap_ms;
     sub.keys.retain(|k| k.expires_at.is_none_or(|e| e > now));

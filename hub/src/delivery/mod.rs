@@ -2,7 +2,10 @@
 //! from the outbox by lease, signs each CloudEvent by Standard Webhooks, posts it (no
 //! redirects, a timeout, only to the allowed networks), and stores the outcome; retries
 //! follow [`SCHEDULE`] with ±20 % jitter. Several hubs may run workers on one database: the
-//! leases share the work, and a crashed worker's lease expires.
+//! leases share the work, and a crashed worker's lease expires. Subscriptions of transport
+//! `mqtt` are handed to the department's connected MQTT subscriber instead ([`mqtt`]).
+
+pub mod mqtt;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -147,6 +150,8 @@ pub struct Worker {
     /// This hub's name on its leases.
     pub owner: String,
     pub metrics: common::metrics::Registry,
+    /// The departments' MQTT subscribers (embedded MQTT mode only).
+    pub feeds: Option<Arc<mqtt::Feeds>>,
 }
 
 /// Attempts finished but not stored yet are stored in batches of at most this many.
@@ -210,8 +215,14 @@ impl Worker {
                             let client = client.clone();
                             let clock = self.clock.clone();
                             let networks = self.networks.clone();
+                            let feeds = self.feeds.clone();
+                            let timeout = self.cfg.timeout;
                             inflight.spawn(async move {
-                                send(&client, &networks, clock.as_ref(), c).await
+                                if c.subscription.transport == "mqtt" {
+                                    publish(feeds.as_deref(), timeout, clock.as_ref(), c).await
+                                } else {
+                                    send(&client, &networks, clock.as_ref(), c).await
+                                }
                             });
                         }
                         backoff = Duration::from_millis(200);
@@ -276,6 +287,38 @@ impl Worker {
     }
 }
 
+/// One attempt on an MQTT subscription: delivered at the subscriber's PUBACK.
+async fn publish(
+    feeds: Option<&mqtt::Feeds>,
+    timeout: Duration,
+    clock: &dyn Clock,
+    c: Claimed,
+) -> Attempt {
+    let started = Instant::now();
+    let now = clock.now_ms();
+    let r = match feeds {
+        Some(f) => {
+            let topic = mqtt::topic(&c.subscription.department_id, c.subscription.id);
+            let payload = bytes::Bytes::from(c.event.clone().into_bytes());
+            f.publish(&c.subscription.department_id, topic, payload, timeout).await
+        }
+        None => Err("this hub serves no MQTT subscribers (mqtt.mode is not embedded)".to_owned()),
+    };
+    let outcome = match r {
+        Ok(()) => Outcome::Delivered { status: None },
+        Err(error) => {
+            let jitter = rand::random::<f64>() * 2.0 - 1.0;
+            Outcome::Failed {
+                status: None,
+                retry_at: retry_at(now, c.attempts + 1, None, jitter),
+                error,
+            }
+        }
+    };
+    debug!(delivery = c.id, ?outcome, "MQTT delivery attempt");
+    Attempt { latency_ms: started.elapsed().as_millis() as i64, claimed: c, outcome }
+}
+
 /// One attempt.
 async fn send(
     client: &reqwest::Client,
@@ -326,7 +369,7 @@ async fn send(
                 let status = resp.status();
                 let code = i64::from(status.as_u16());
                 if status.is_success() {
-                    break 'o Outcome::Delivered { status: code };
+                    break 'o Outcome::Delivered { status: Some(code) };
                 }
                 if status == reqwest::StatusCode::GONE {
                     break 'o Outcome::Gone { status: code };

@@ -396,6 +396,8 @@ pub async fn run(opts: DemoOptions, shutdown: Shutdown) -> Result<(), Error> {
         shutdown.clone(),
     )
     .await?;
+    let mqtt_subscriber =
+        receiver::start_mqtt(&hub.store, mqtt, "shaanxi-market", shutdown.clone()).await?;
     let json = serde_json::to_string_pretty(&creds).expect("credentials serialize");
     std::fs::write(&cred_path, json).map_err(|source| Error::Io {
         context: format!("writing {}", cred_path.display()),
@@ -422,6 +424,9 @@ pub async fn run(opts: DemoOptions, shutdown: Shutdown) -> Result<(), Error> {
     println!("  MQTT (3.1.1):   {mqtt}");
     println!(
         "  Webhooks:       http://{receiver}/hooks/<department> (the demo's receiver prints each record event it gets)"
+    );
+    println!(
+        "  Record MQTT:    {mqtt_subscriber} (the demo's MQTT subscriber prints each record event it acknowledges)"
     );
     println!("  Credentials:    {}", cred_path.display());
     println!("  Try:            {}", creds.example);

@@ -108,3 +108,82 @@ async fn hook(
     );
     if signed { StatusCode::NO_CONTENT } else { StatusCode::UNAUTHORIZED }
 }
+
+/// The subscription's name of the demo's MQTT subscriber.
+const MQTT_NAME: &str = "demo MQTT subscriber";
+
+/// Subscribes `department` over MQTT (created on the first run) and runs the demo's own MQTT
+/// subscriber for it: logged in to the hub's gateway with a fresh department token, it prints
+/// each record event it receives and acknowledges it (which is when the hub counts it
+/// delivered). Reconnects with a pause while the hub runs.
+pub async fn start_mqtt(
+    store: &Store,
+    gateway: SocketAddr,
+    department: &str,
+    shutdown: Shutdown,
+) -> Result<String, Error> {
+    let now = common::Clock::now_ms(&common::SystemClock);
+    let existing =
+        store.subscriptions(Some(department)).await?.into_iter().find(|s| s.name == MQTT_NAME);
+    if existing.is_none() {
+        let mut s = SubscriptionRow::new(
+            department,
+            MQTT_NAME,
+            "",
+            crate::delivery::new_secret(),
+            Filters::default(),
+            now,
+            "hub:demo",
+        );
+        s.transport = "mqtt".into();
+        let audit = AuditEntry {
+            actor: "hub:demo".into(),
+            address: "-".into(),
+            action: "subscription.create".into(),
+            target: format!("department:{department}"),
+            before: None,
+            after: Some(serde_json::json!({"transport": "mqtt"})),
+        };
+        store.insert_subscription(&s, &audit, now).await?;
+    }
+    let n = crate::accounts::NewToken {
+        name: MQTT_NAME.into(),
+        roles: vec!["department".into()],
+        department: Some(department.into()),
+        integrator: None,
+        expires_in_days: 30,
+    };
+    let audit = AuditEntry {
+        actor: "hub:demo".into(),
+        address: "-".into(),
+        action: "token.create".into(),
+        target: format!("token:{MQTT_NAME}"),
+        before: None,
+        after: None,
+    };
+    let (_, token) = crate::accounts::create_token(store, n, "hub:demo", audit, now).await?;
+    let username = format!("{}{department}", crate::delivery::mqtt::USER_PREFIX);
+    let filter = format!("departments/{department}/#");
+    let feed = devices::department::Feed {
+        host: gateway.ip().to_string(),
+        port: gateway.port(),
+        username: username.clone(),
+        token,
+        filter: filter.clone(),
+    };
+    let d = department.to_owned();
+    tokio::spawn(devices::department::read(feed, shutdown.token(), move |topic, payload| {
+        let ev: Value = serde_json::from_slice(payload).unwrap_or(Value::Null);
+        let r = &ev["data"]["record"];
+        println!(
+            "[demo mqtt] {d} <- {} {} record {} ({}, {}) by {} on {topic}",
+            ev["type"].as_str().unwrap_or("?"),
+            ev["id"].as_str().unwrap_or("?"),
+            r["number"].as_str().unwrap_or("?"),
+            r["state"].as_str().unwrap_or("?"),
+            r["item_name"].as_str().unwrap_or(""),
+            ev["data"]["transition"]["actor"].as_str().unwrap_or("?"),
+        );
+    }));
+    Ok(format!("{username} on {filter}"))
+}

@@ -350,19 +350,12 @@ pub struct Claimed {
 /// How an attempt ended.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    Delivered {
-        status: i64,
-    },
+    /// The HTTP status, or `None` for an MQTT subscriber's PUBACK.
+    Delivered { status: Option<i64> },
     /// 410 Gone: the endpoint is disabled.
-    Gone {
-        status: i64,
-    },
+    Gone { status: i64 },
     /// Failed; tried again at `retry_at`, or given up when `None`.
-    Failed {
-        status: Option<i64>,
-        error: String,
-        retry_at: Option<UnixMs>,
-    },
+    Failed { status: Option<i64>, error: String, retry_at: Option<UnixMs> },
 }
 
 /// A finished attempt.
@@ -1727,6 +1720,23 @@ impl Store {
 
     // ----- the outbox -----
 
+    /// Makes the pending, unleased deliveries of the department's enabled MQTT subscriptions
+    /// due now (its subscriber has just subscribed: no need to wait for the next retry).
+    /// Returns how many.
+    pub async fn offer_mqtt_now(&self, department: &str, now: UnixMs) -> Result<u64, Error> {
+        let r = sqlx::query(
+            "UPDATE deliveries SET next_at = $1 WHERE state = 'pending' AND next_at > $1 AND \
+             (lease_until IS NULL OR lease_until < $1) AND subscription_id IN (SELECT id FROM \
+             subscriptions WHERE department_id = $2 AND transport = 'mqtt' AND enabled = 1)",
+        )
+        .bind(now)
+        .bind(department)
+        .execute(&self.pool)
+        .await
+        .map_err(db("offering MQTT deliveries"))?;
+        Ok(r.rows_affected())
+    }
+
     /// Claims up to `limit` due deliveries for `owner` until `now + lease_ms`: pending, due,
     /// not leased (or the lease expired: a crashed worker), of an enabled subscription, and
     /// the oldest pending one of its (subscription, record).
@@ -1841,7 +1851,8 @@ impl Store {
             let c = &a.claimed;
             let attempt = c.attempts + 1;
             let (status, error) = match &a.outcome {
-                Outcome::Delivered { status } | Outcome::Gone { status } => (Some(*status), None),
+                Outcome::Delivered { status } => (*status, None),
+                Outcome::Gone { status } => (Some(*status), None),
                 Outcome::Failed { status, error, .. } => (*status, Some(error.clone())),
             };
             let (state, next_at) = match &a.outcome {
@@ -1976,7 +1987,7 @@ async fn finish_delivered(
     done: &[&Attempt],
     now: UnixMs,
 ) -> Result<(), Error> {
-    let mut statuses: Vec<i64> = done
+    let mut statuses: Vec<Option<i64>> = done
         .iter()
         .filter_map(|a| match a.outcome {
             Outcome::Delivered { status } => Some(status),
@@ -2017,7 +2028,7 @@ async fn finish_delivered(
         for (i, a) in chunk.iter().enumerate() {
             let status = match a.outcome {
                 Outcome::Delivered { status } => status,
-                _ => 0,
+                _ => None,
             };
             let b = i * 5;
             let _ = write!(
@@ -2034,7 +2045,7 @@ async fn finish_delivered(
                 Bind::Int(a.claimed.id),
                 Bind::Int(a.claimed.attempts + 1),
                 Bind::Int(now),
-                Bind::Int(status),
+                Bind::OptInt(status),
                 Bind::Int(a.latency_ms),
             ]);
         }

@@ -2,9 +2,10 @@
 // (docs/records.md): a verified finding becomes a record routed to Xi'an food; the department
 // works it on a phone (claim, assign, a result with a photo, feedback, close); it subscribes a
 // webhook receiver started here, which gets the next event signed and again on replay; the
-// transport department of Xianyang does not see the food record. The tests run in order on one
-// demo hub (each builds on the record of the one before). Any console error fails the test
-// that saw it. Screenshots go to hub/ui/shots/.
+// transport department of Xianyang does not see the food record; in English, a step made stale
+// by the case system shows the hub's 409, and an MQTT subscription its login and topic. The
+// tests run in order on one demo hub (each builds on the record of the one before). Any console
+// error fails the test that saw it. Screenshots go to hub/ui/shots/.
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -363,6 +364,74 @@ describe('supervision records', { timeout: 600_000 }, () => {
     assert.equal(await page.evaluate(async (id) => (await fetch(`/api/v1/records/${id}`)).status, recordId), 404);
     // The browser logs the refused requests themselves; nothing else.
     assert.deepEqual(d.errors().slice(seen).filter((e) => !/404/.test(e)), []);
+    await d.context.close();
+  });
+
+  test('(e) in English: a step the case system made stale answers 409 naming the state; an MQTT subscription shows its login and topic', async () => {
+    assert.ok(recordId, 'needs the record of (a)');
+    const u = hub.user('xian');
+    const d = await newPage(browser, { width: 1280, height: 800 });
+    const { page } = d;
+    await login(page, hub.base, u.username, u.password);
+    await page.click('[data-lang=en]');
+    await page.goto(`${hub.base}/#/records/${recordId}`);
+    const detail = `[data-record-detail="${recordId}"]`;
+    // After (c) the record is claimed again: the page offers assign.
+    await page.waitForSelector(`${detail}[data-state=claimed]`);
+    await page.waitForSelector(`${detail} [data-record-action=assign]`);
+    // Meanwhile the department's case system, with its own token, assigns and enters a result.
+    const tok = await hub.api('/api/v1/tokens', {
+      method: 'POST',
+      body: JSON.stringify({ name: 'xian case system', roles: ['department'], department: 'xian-food', expires_in_days: 1 }),
+    });
+    const asSystem = (p, body) =>
+      fetch(`${hub.base}${p}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${tok.token}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    for (const [action, body] of [
+      ['assign', { assignee: '赵磊' }],
+      ['result', { result: '已现场整改' }],
+    ]) {
+      const r = await asSystem(`/api/v1/records/${recordId}/${action}`, body);
+      assert.equal(r.status, 200, `${action}: ${await r.text()}`);
+    }
+    // The stale page's assign: the hub's 409 is shown as it says what holds now.
+    const seen = d.errors().length;
+    await page.click(`${detail} [data-record-action=assign]`);
+    const form = `${detail} form[data-record-form=assign]`;
+    await page.fill(`${form} input[name=assignee]`, '王敏');
+    await page.click(`${form} button[type=submit]`);
+    const err = await page.waitForSelector(`${detail} [data-action-result=error]`);
+    const text = await err.textContent();
+    assert.match(text, new RegExp(`record ${recordId} is resulted; assign is allowed from claimed, assigned \\(allowed now: feedback\\)`), text);
+    // The page then shows the record as stored: resulted, with feedback to give next.
+    await page.waitForSelector(`${detail}[data-state=resulted] [data-record-action=feedback]`);
+    await page.waitForSelector(`[data-record="${recordId}"][data-state=resulted]`);
+    assert.ok(await page.isVisible(`${detail} [data-action-result=error]`), 'the refusal stays readable');
+    await shot(page, 'record-conflict-en');
+    // The refused request is the one console line; nothing else.
+    assert.deepEqual(d.errors().slice(seen).filter((e) => !/409/.test(e)), []);
+
+    // An MQTT subscription: no URL to give; the page names the login and the topic.
+    await page.click('[data-nav=subscriptions]');
+    await page.click('[data-role=new-subscription]');
+    const sform = 'form[data-form=subscription]';
+    await page.fill(`${sform} input[name=name]`, 'case system over MQTT');
+    await page.selectOption(`${sform} select[name=transport]`, 'mqtt');
+    assert.equal(await page.$$eval(`${sform} input[name=url]`, (e) => e.length), 0);
+    await page.click(`${sform} button[type=submit]`);
+    const sub = await until('the MQTT subscription stored', 15_000, async () =>
+      (await hub.api('/api/v1/subscriptions')).items.find((s) => s.transport === 'mqtt' && s.department_id === 'xian-food'),
+    );
+    assert.equal(sub.mqtt.username, 'department:xian-food');
+    assert.equal(sub.mqtt.topic, `departments/xian-food/records/${sub.id}`);
+    await page.click(`[data-subscription="${sub.id}"]`);
+    const shown = await (await page.waitForSelector('[data-subscription-detail]')).textContent();
+    assert.ok(shown.includes(sub.mqtt.topic) && shown.includes(sub.mqtt.username), shown);
+    assert.equal(await page.$$eval('[data-subscription-action=rotate]', (e) => e.length), 0, 'no secret to rotate');
+    await shot(page, 'subscription-mqtt-en');
     await d.context.close();
   });
 });

@@ -16,6 +16,7 @@ mod live;
 mod logs;
 mod offline;
 mod record_delivery;
+mod record_mqtt;
 mod records;
 mod scenario;
 mod shared_group;

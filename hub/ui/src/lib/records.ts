@@ -203,11 +203,14 @@ export interface Subscription {
   keys: SubscriptionKey[];
   /** Only in the answers of create and rotate: shown once. */
   secret?: string;
+  /** MQTT subscriptions: the login and topic the department's subscriber uses. */
+  mqtt?: { username: string; topic: string } | null;
 }
 
 export interface NewSubscription {
   name: string;
-  url: string;
+  /** Webhooks only. */
+  url?: string;
   transport: Transport;
   filters: SubscriptionFilters;
   /** Admins name the department. */

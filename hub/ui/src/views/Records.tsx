@@ -79,9 +79,9 @@ export function EscalationBadge({ r }: { r: SupervisionRecord }) {
 function dueText(r: SupervisionRecord): string | null {
   if (r.state === 'closed') return null;
   if ((r.state === 'distributed' || r.state === 'new' || r.state === 'returned') && r.claim_due_at) {
-    return `${t('record.claim_due')} ${dueIn(r.claim_due_at)}`;
+    return t('record.to_claim', { due: dueIn(r.claim_due_at) });
   }
-  return r.close_due_at ? `${t('record.close_due')} ${dueIn(r.close_due_at)}` : null;
+  return r.close_due_at ? t('record.to_close', { due: dueIn(r.close_due_at) }) : null;
 }
 
 function departmentOf(r: SupervisionRecord): string {
@@ -231,6 +231,8 @@ function ActionForm(p: {
   action: RecordAction;
   onDone: (r: SupervisionRecord) => void;
   onError: (text: string) => void;
+  /** The hub answered 409: someone else's step came first; show the record as stored. */
+  onStale: () => void;
   onCancel: () => void;
 }) {
   const { r, action } = p;
@@ -321,7 +323,12 @@ function ActionForm(p: {
       setBusy(t('record.sending'));
       p.onDone(await act(r.id, b));
     } catch (err) {
-      p.onError(errorText(err));
+      if (err instanceof ApiError && err.status === 409) {
+        p.onError(`${t('record.conflict')} ${errorText(err)}`);
+        p.onStale();
+      } else {
+        p.onError(errorText(err));
+      }
     } finally {
       setBusy(null);
     }
@@ -424,7 +431,15 @@ function ActionForm(p: {
   );
 }
 
-function RecordActions({ r, onChanged }: { r: SupervisionRecord; onChanged: (r: SupervisionRecord) => void }) {
+function RecordActions({
+  r,
+  onChanged,
+  onStale,
+}: {
+  r: SupervisionRecord;
+  onChanged: (r: SupervisionRecord) => void;
+  onStale: () => void;
+}) {
   const [open, setOpen] = useState<RecordAction | null>(null);
   const [message, setMessage] = useState<{ error: boolean; text: string } | null>(null);
   useEffect(() => {
@@ -465,6 +480,7 @@ function RecordActions({ r, onChanged }: { r: SupervisionRecord; onChanged: (r: 
           action={open}
           onCancel={() => setOpen(null)}
           onError={(text) => setMessage({ error: true, text })}
+          onStale={onStale}
           onDone={(updated) => {
             setMessage({ error: false, text: t('record.done', { action: label('raction', open), state: label('rstate', updated.state) }) });
             setOpen(null);
@@ -701,7 +717,14 @@ function Detail({ id }: { id: number }) {
       </div>
       {r.summary && <p class="summary">{r.summary}</p>}
       {error && <p class="error small">{error}</p>}
-      <RecordActions r={r} onChanged={setR} />
+      <RecordActions
+        r={r}
+        onChanged={setR}
+        onStale={() => {
+          void fetchRecord(r.id).then(setR, () => undefined);
+          void reloadRecords({ keep: true });
+        }}
+      />
       <dl class="fields">
         <Field k="record.number" v={r.number} />
         <Field k="field.item_code" v={`${r.item_code}${r.item_name ? ` ${r.item_name}` : ''}`} />

@@ -134,7 +134,7 @@ function NewSubscription({ onCreated, onCancel }: { onCreated: (s: Subscription)
     try {
       const s = await createSubscription({
         name: name.trim(),
-        url: url.trim(),
+        ...(transport === 'webhook' ? { url: url.trim() } : {}),
         transport,
         filters,
         ...(admin ? { department_id: department.trim() } : {}),
@@ -169,12 +169,13 @@ function NewSubscription({ onCreated, onCancel }: { onCreated: (s: Subscription)
         <span>{t('subs.transport')}</span>
         <select name="transport" value={transport} onChange={(e) => setTransport((e.target as HTMLSelectElement).value as Transport)}>
           <option value="webhook">{label('transport', 'webhook')}</option>
+          <option value="mqtt">{label('transport', 'mqtt')}</option>
         </select>
       </label>
       {transport === 'webhook' ? (
         input('url', url, setUrl, t('subs.url'), 'https://10.1.2.3/hooks/supervision')
       ) : (
-        <p class="muted small">{t('subs.mqtt_hint', { topic: `hub/events/records/${department || session.value?.department?.id || '…'}` })}</p>
+        <p class="muted small">{t('subs.mqtt_hint', { user: `department:${department || session.value?.department?.id || '…'}` })}</p>
       )}
       {admin && input('department_id', department, setDepartment, t('subs.department'))}
       <fieldset class="sub-filters">
@@ -260,7 +261,7 @@ function Card({ s, selected }: { s: Subscription; selected: boolean }) {
         <Status s={s} />
       </div>
       <div class="muted small ellipsis">
-        {label('transport', s.transport)} · {s.transport === 'webhook' ? s.url : `hub/events/records/${s.department_id}`}
+        {label('transport', s.transport)} · {s.mqtt ? s.mqtt.topic : s.url}
       </div>
       <Counts s={s} />
       <div class="muted small">
@@ -528,7 +529,14 @@ function Detail(p: {
         <dd>{s.department_id}</dd>
         <dt>{t('subs.transport')}</dt>
         <dd>{label('transport', s.transport)}</dd>
-        {s.transport === 'webhook' && (
+        {s.mqtt ? (
+          <>
+            <dt>{t('subs.mqtt_user')}</dt>
+            <dd class="mono">{s.mqtt.username}</dd>
+            <dt>{t('subs.mqtt_topic')}</dt>
+            <dd class="mono">{s.mqtt.topic}</dd>
+          </>
+        ) : (
           <>
             <dt>{t('subs.url')}</dt>
             <dd class="mono">{s.url}</dd>
@@ -557,8 +565,8 @@ function Detail(p: {
         <dd>{s.last_success_at ? dateTime(s.last_success_at) : t('subs.never')}</dd>
         <dt>{t('subs.created')}</dt>
         <dd>{dateTime(s.created_at)}</dd>
-        <dt>{t('subs.keys')}</dt>
-        <dd>
+        {!s.mqtt && <dt>{t('subs.keys')}</dt>}
+        {!s.mqtt && <dd>
           <ul class="plain">
             {(s.keys ?? []).map((k) => (
               <li key={k.id} data-key={k.id} class="small">
@@ -567,10 +575,10 @@ function Detail(p: {
               </li>
             ))}
           </ul>
-        </dd>
+        </dd>}
       </dl>
       <div class="buttons">
-        {may.rotate() && (
+        {may.rotate() && !s.mqtt && (
           <button
             type="button"
             data-subscription-action="rotate"

@@ -1,0 +1,161 @@
+//! Record events over MQTT (docs/records.md, "MQTT"): a department's system logs in to the
+//! hub's MQTT gateway as `department:ID` with one of the department's API tokens (role
+//! `department`) as password, subscribes under `departments/ID/`, and receives each event of an
+//! `mqtt` subscription on `departments/ID/records/SUBSCRIPTION` as a QoS 1 PUBLISH whose
+//! payload is the CloudEvent. A delivery counts as delivered at the subscriber's PUBACK
+//! (ingest::feed), so the outbox keeps whatever a disconnected or silent subscriber did not
+//! take, on the webhooks' retry schedule; a subscription's pending deliveries are offered
+//! again at once when its department subscribes.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderValue, header};
+use bytes::Bytes;
+use common::Clock;
+use ingest::feed::{FeedDirectory, FeedFuture, FeedLogin, FeedMessage, FeedRefusal, MAX_INFLIGHT};
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+
+use super::Waker;
+use crate::auth::{Auth, Role};
+use crate::error::Error;
+use crate::store::Store;
+
+/// The username prefix of a department's feed login.
+pub const USER_PREFIX: &str = "department:";
+
+/// The topic of a subscription's events.
+pub fn topic(department: &str, subscription: i64) -> String {
+    format!("departments/{department}/records/{subscription}")
+}
+
+/// The departments' connected feeds.
+pub struct Feeds {
+    store: Store,
+    auth: Arc<Auth>,
+    clock: Arc<dyn Clock>,
+    waker: Waker,
+    /// department id → its connections' queues (closed ones pruned on use).
+    sessions: Mutex<HashMap<String, Vec<mpsc::Sender<FeedMessage>>>>,
+}
+
+impl Feeds {
+    pub fn new(store: Store, auth: Arc<Auth>, clock: Arc<dyn Clock>, waker: Waker) -> Self {
+        Self { store, auth, clock, waker, sessions: Mutex::default() }
+    }
+
+    /// Hands one event to a connected feed of the department and waits for its subscriber's
+    /// PUBACK (at most `timeout`); the error says why it was not taken.
+    pub async fn publish(
+        &self,
+        department: &str,
+        topic: String,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let senders: Vec<_> = {
+            let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            let v = s.entry(department.to_owned()).or_default();
+            v.retain(|tx| !tx.is_closed());
+            v.clone()
+        };
+        if senders.is_empty() {
+            return Err(format!(
+                "no MQTT subscriber of department {department} is connected (log in to the \
+                 hub's MQTT gateway as {USER_PREFIX}{department} with a department token and \
+                 subscribe to {topic})"
+            ));
+        }
+        let mut why = String::new();
+        for tx in senders {
+            let (done, answer) = oneshot::channel();
+            let msg = FeedMessage { topic: topic.clone(), payload: payload.clone(), done };
+            let attempt = async {
+                tx.send(msg).await.map_err(|_| "the subscriber's connection closed".to_owned())?;
+                answer
+                    .await
+                    .map_err(|_| "the subscriber's connection ended before its PUBACK".to_owned())?
+            };
+            match tokio::time::timeout(timeout, attempt).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => why = e,
+                Err(_) => why = format!("no PUBACK within {timeout:?} (delivery.timeout)"),
+            }
+        }
+        Err(why)
+    }
+
+    async fn login_department(
+        &self,
+        username: &str,
+        password: &str,
+        addr: IpAddr,
+    ) -> Result<FeedLogin, FeedRefusal> {
+        let department = username.strip_prefix(USER_PREFIX).unwrap_or_default().to_owned();
+        let mut headers = HeaderMap::new();
+        let bearer = HeaderValue::from_str(&format!("Bearer {password}"))
+            .map_err(|_| FeedRefusal::Credentials("the password is not a token".into()))?;
+        headers.insert(header::AUTHORIZATION, bearer);
+        let now = self.clock.now_ms();
+        let principal = match crate::auth::authenticate(
+            &self.store,
+            &self.auth,
+            &headers,
+            &addr.to_string(),
+            now,
+        )
+        .await
+        {
+            Ok(Some(p)) => p,
+            Ok(None) => return Err(FeedRefusal::Credentials("no token".into())),
+            Err(Error::Unauthenticated(why)) => return Err(FeedRefusal::Credentials(why)),
+            Err(e) => return Err(FeedRefusal::Unavailable(e.to_string())),
+        };
+        let own = principal.department.as_ref().is_some_and(|d| d.id == department);
+        if !own || !principal.has(Role::Department) {
+            return Err(FeedRefusal::NotAuthorised(format!(
+                "{} is not a department token of {department:?}",
+                principal.actor
+            )));
+        }
+        let (tx, rx) = mpsc::channel(MAX_INFLIGHT);
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(department.clone())
+            .or_default()
+            .push(tx);
+        let (store, waker, clock, d) =
+            (self.store.clone(), self.waker.clone(), self.clock.clone(), department.clone());
+        let on_subscribe = Box::new(move || {
+            let (store, waker, clock, d) = (store.clone(), waker.clone(), clock.clone(), d.clone());
+            tokio::spawn(async move {
+                match store.offer_mqtt_now(&d, clock.now_ms()).await {
+                    Ok(_) => waker.wake(),
+                    Err(e) => {
+                        warn!(department = %d, error = %e, "offering pending MQTT deliveries failed; they follow the retry schedule")
+                    }
+                }
+            });
+        });
+        Ok(FeedLogin {
+            name: username.to_owned(),
+            prefix: format!("departments/{department}/"),
+            messages: rx,
+            on_subscribe,
+        })
+    }
+}
+
+impl FeedDirectory for Feeds {
+    fn claims(&self, username: &str) -> bool {
+        username.starts_with(USER_PREFIX)
+    }
+
+    fn login<'a>(&'a self, username: &'a str, password: &'a str, addr: IpAddr) -> FeedFuture<'a> {
+        Box::pin(self.login_department(username, password, addr))
+    }
+}

@@ -1,0 +1,257 @@
+//! Outbound feeds on the gateway: subscribers that are not devices (a department's system that
+//! reads its record events over MQTT instead of receiving webhooks).
+//!
+//! A feed login is recognised by its username ([`FeedDirectory::claims`]); the hub checks the
+//! password and hands the gateway a [`FeedLogin`]: the topic prefix the subscriber may subscribe
+//! under and a bounded queue of [`FeedMessage`]s. The gateway serves such a connection itself,
+//! never relaying it to rumqttd: the hub must learn that the *subscriber* took a message (its
+//! PUBACK), not just that a broker queued it in memory. So:
+//!
+//! - each message goes out as a QoS 1 PUBLISH when one of the connection's filters matches its
+//!   topic, and its `done` is answered `Ok` at the subscriber's PUBACK;
+//! - a message no filter matches is answered at once with an error naming the topic;
+//! - a connection that ends (or a subscriber that never acknowledges) drops the pending
+//!   `done`s: the hub keeps those messages and offers them again (its durable outbox);
+//! - sessions are not persistent: the outbox, not the connection, holds what is owed;
+//! - a feed publishes nothing: a PUBLISH closes the connection.
+//!
+//! At most [`MAX_INFLIGHT`] messages await a PUBACK per connection; the hub's queue to it is
+//! bounded, and a full queue makes the hub's sender wait (its delivery attempt then times out
+//! and is retried).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most messages awaiting the subscriber's PUBACK on one connection.
+pub const MAX_INFLIGHT: usize = 64;
+
+/// One message for a feed subscriber.
+#[derive(Debug)]
+pub struct FeedMessage {
+    pub topic: String,
+    pub payload: Bytes,
+    /// Answered `Ok` at the subscriber's PUBACK, `Err` when no filter of the connection
+    /// matches; dropped unanswered when the connection ends first.
+    pub done: oneshot::Sender<Result<(), String>>,
+}
+
+/// What a successful feed login gives the gateway.
+pub struct FeedLogin {
+    /// Who it is, for the log.
+    pub name: String,
+    /// Topic filters must start with this.
+    pub prefix: String,
+    /// The messages to deliver; when the hub drops the sender the connection ends.
+    pub messages: mpsc::Receiver<FeedMessage>,
+    /// Called after each SUBSCRIBE that granted a filter (the hub offers what is owed now).
+    pub on_subscribe: Box<dyn Fn() + Send + Sync>,
+}
+
+/// Why a feed login was refused.
+#[derive(Debug)]
+pub enum FeedRefusal {
+    /// CONNACK 4 (bad user name or password), with the reason for the log.
+    Credentials(String),
+    /// CONNACK 5 (not authorised).
+    NotAuthorised(String),
+    /// CONNACK 3 (server unavailable), e.g. the database is away.
+    Unavailable(String),
+}
+
+pub type FeedFuture<'a> = futures::future::BoxFuture<'a, Result<FeedLogin, FeedRefusal>>;
+
+/// The hub's side of feed logins.
+pub trait FeedDirectory: Send + Sync + 'static {
+    /// Whether this username names a feed subscriber rather than a device.
+    fn claims(&self, username: &str) -> bool;
+    fn login<'a>(&'a self, username: &'a str, password: &'a str, addr: IpAddr) -> FeedFuture<'a>;
+}
+
+/// A QoS 1 PUBLISH frame.
+pub(crate) fn publish_frame(topic: &str, pkid: u16, payload: &[u8], out: &mut BytesMut) {
+    out.put_u8(0x32);
+    super::gateway::write_remaining_length(out, 2 + topic.len() + 2 + payload.len());
+    out.put_u16(topic.len() as u16);
+    out.put_slice(topic.as_bytes());
+    out.put_u16(pkid);
+    out.put_slice(payload);
+}
+
+/// (packet id, [(filter, requested QoS)]) of a SUBSCRIBE (`with_qos`) or UNSUBSCRIBE frame.
+fn filters(frame: &[u8], header_len: usize, with_qos: bool) -> Option<(u16, Vec<String>)> {
+    let mut body = &frame[header_len..];
+    if body.len() < 2 {
+        return None;
+    }
+    let pkid = body.get_u16();
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        if body.len() < 2 {
+            return None;
+        }
+        let n = usize::from(u16::from_be_bytes([body[0], body[1]]));
+        let tail = usize::from(with_qos);
+        if body.len() < 2 + n + tail {
+            return None;
+        }
+        out.push(String::from_utf8(body[2..2 + n].to_vec()).ok()?);
+        body = &body[2 + n + tail..];
+    }
+    Some((pkid, out))
+}
+
+/// How a feed connection ended.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FeedEnd {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Protocol(String),
+}
+
+/// Serves one logged-in feed connection until it disconnects, breaks the protocol, stays
+/// silent past its keep-alive, or the hub ends the feed. `buf` holds what was read after the
+/// CONNECT.
+pub(crate) async fn serve(
+    mut rd: OwnedReadHalf,
+    mut wr: OwnedWriteHalf,
+    mut buf: BytesMut,
+    keep_alive: u16,
+    mut login: FeedLogin,
+) -> Result<(), FeedEnd> {
+    // CONNACK: accepted, no session present (sessions are not kept; the outbox is).
+    wr.write_all(&[0x20, 2, 0, 0]).await?;
+    // MQTT 3.1.1 §3.1.2.10: one and a half keep-alive periods without a packet ends it.
+    let idle = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
+    let mut subscribed: Vec<String> = Vec::new();
+    let mut inflight: HashMap<u16, oneshot::Sender<Result<(), String>>> = HashMap::new();
+    let mut next_pkid: u16 = 0;
+    let mut out = BytesMut::with_capacity(4096);
+    loop {
+        let frame = tokio::select! {
+            f = read_frame(&mut rd, &mut buf, idle) => f?,
+            m = login.messages.recv(), if inflight.len() < MAX_INFLIGHT => {
+                let Some(m) = m else { return Ok(()) };
+                if !subscribed.iter().any(|f| rumqttc::mqttbytes::matches(&m.topic, f)) {
+                    let _ = m.done.send(Err(format!(
+                        "the subscriber has not subscribed to {} (subscribe to {}#)",
+                        m.topic, login.prefix
+                    )));
+                    continue;
+                }
+                // Packet ids 1..=65535, skipping any still awaiting a PUBACK.
+                loop {
+                    next_pkid = next_pkid.checked_add(1).unwrap_or(1);
+                    if !inflight.contains_key(&next_pkid) {
+                        break;
+                    }
+                }
+                out.clear();
+                publish_frame(&m.topic, next_pkid, &m.payload, &mut out);
+                wr.write_all(&out).await?;
+                inflight.insert(next_pkid, m.done);
+                continue;
+            }
+        };
+        let Some((hl, frame)) = frame else { return Ok(()) };
+        match frame[0] >> 4 {
+            // PUBACK: the subscriber has the message.
+            4 => {
+                let pkid = frame.get(hl..hl + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+                if let Some(done) = pkid.and_then(|p| inflight.remove(&p)) {
+                    let _ = done.send(Ok(()));
+                }
+            }
+            8 => {
+                let (pkid, fs) = filters(&frame, hl, true)
+                    .ok_or_else(|| FeedEnd::Protocol("malformed SUBSCRIBE".into()))?;
+                let mut codes = Vec::with_capacity(fs.len());
+                for f in fs {
+                    if f.starts_with(&login.prefix) && rumqttc::mqttbytes::valid_filter(&f) {
+                        codes.push(1u8);
+                        if !subscribed.contains(&f) {
+                            subscribed.push(f);
+                        }
+                    } else {
+                        tracing::warn!(feed = %login.name, filter = %f, prefix = %login.prefix, "feed SUBSCRIBE outside its prefix refused");
+                        codes.push(0x80);
+                    }
+                }
+                out.clear();
+                out.put_u8(0x90);
+                super::gateway::write_remaining_length(&mut out, 2 + codes.len());
+                out.put_u16(pkid);
+                out.put_slice(&codes);
+                wr.write_all(&out).await?;
+                if codes.contains(&1) {
+                    (login.on_subscribe)();
+                }
+            }
+            10 => {
+                let (pkid, fs) = filters(&frame, hl, false)
+                    .ok_or_else(|| FeedEnd::Protocol("malformed UNSUBSCRIBE".into()))?;
+                subscribed.retain(|s| !fs.contains(s));
+                let [a, b] = pkid.to_be_bytes();
+                wr.write_all(&[0xb0, 2, a, b]).await?;
+            }
+            12 => wr.write_all(&[0xd0, 0]).await?,
+            14 => return Ok(()),
+            3 => return Err(FeedEnd::Protocol("a feed subscriber may not publish".into())),
+            t => return Err(FeedEnd::Protocol(format!("unexpected packet type {t}"))),
+        }
+    }
+}
+
+/// The next frame and its header length; `None` at a clean end.
+async fn read_frame(
+    rd: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    idle: Option<Duration>,
+) -> Result<Option<(usize, Bytes)>, FeedEnd> {
+    let next = super::gateway::next_frame(rd, buf);
+    let r = match idle {
+        Some(d) => tokio::time::timeout(d, next)
+            .await
+            .map_err(|_| FeedEnd::Protocol("silent past its keep-alive".into()))?,
+        None => next.await,
+    };
+    let frame = r.map_err(|e| FeedEnd::Protocol(e.to_string()))?;
+    Ok(frame.map(|f| {
+        let hl = super::gateway::frame_header(&f).ok().flatten().map_or(2, |(hl, _)| hl);
+        (hl, f)
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscribe_and_unsubscribe_filters_parse() {
+        // SUBSCRIBE pkid 7, "a/#" QoS 1, "b" QoS 0.
+        let f = [0x82, 12, 0, 7, 0, 3, b'a', b'/', b'#', 1, 0, 1, b'b', 0];
+        assert_eq!(filters(&f, 2, true), Some((7, vec!["a/#".into(), "b".into()])));
+        let u = [0xa2, 7, 0, 9, 0, 3, b'a', b'/', b'#'];
+        assert_eq!(filters(&u, 2, false), Some((9, vec!["a/#".into()])));
+        assert_eq!(filters(&f[..8], 2, true), None);
+    }
+
+    #[test]
+    fn publish_frames_parse_back() {
+        let mut out = BytesMut::new();
+        publish_frame("departments/d/records/1", 300, b"{}", &mut out);
+        let p = rumqttc::mqttbytes::v4::Packet::read(&mut out, 1 << 20).unwrap();
+        let rumqttc::mqttbytes::v4::Packet::Publish(p) = p else { panic!("not a PUBLISH") };
+        assert_eq!(
+            (p.topic.as_str(), p.pkid, &p.payload[..]),
+            ("departments/d/records/1", 300, &b"{}"[..])
+        );
+        assert_eq!(p.qos, rumqttc::mqttbytes::QoS::AtLeastOnce);
+    }
+}
