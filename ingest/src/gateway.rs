@@ -584,16 +584,12 @@ async fn serve(stream: TcpStream, addr: IpAddr, ctx: &Ctx) -> Result<(), ConnErr
             Ok(f) => f,
             Err(r) => {
                 let (code, counter, why) = match &r {
-                    FeedRefusal::Credentials(_) => (
-                        ConnectReturnCode::BadUserNamePassword,
-                        &c.auth_feed,
-                        "feed credentials",
-                    ),
-                    FeedRefusal::NotAuthorised(_) => (
-                        ConnectReturnCode::NotAuthorized,
-                        &c.auth_feed,
-                        "feed not authorised",
-                    ),
+                    FeedRefusal::Credentials(_) => {
+                        (ConnectReturnCode::BadUserNamePassword, &c.auth_feed, "feed credentials")
+                    }
+                    FeedRefusal::NotAuthorised(_) => {
+                        (ConnectReturnCode::NotAuthorized, &c.auth_feed, "feed not authorised")
+                    }
                     FeedRefusal::Unavailable(_) => {
                         (ConnectReturnCode::ServiceUnavailable, &c.auth_busy, "feed unavailable")
                     }

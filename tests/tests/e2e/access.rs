@@ -108,6 +108,25 @@ pub(crate) struct World {
     who: Vec<Who>,
 }
 
+/// The departments of [`two_sites`]: the province's duty room (both industries), Xi'an food
+/// and Xianyang transport, made through the API.
+pub(crate) async fn three_departments(th: &TestHub) -> anyhow::Result<()> {
+    for (id, region, industries) in [
+        ("duty", "610000", json!(["food", "transport"])),
+        ("xian-food", "610100", json!(["food"])),
+        ("xianyang-transport", "610400", json!(["transport"])),
+    ] {
+        admin_post(
+            th,
+            "/api/v1/departments",
+            json!({"id": id, "name": id, "region": region,
+            "industries": industries, "uscc": "91350100M000100Y43"}),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 pub(crate) async fn admin_post(th: &TestHub, path: &str, body: Value) -> anyhow::Result<Value> {
     let r = th.http.post(format!("{}{path}", th.base)).json(&body).send().await?;
     let status = r.status();
@@ -136,19 +155,7 @@ pub(crate) async fn world(cfg: config::Config) -> anyhow::Result<World> {
     let mut ids = std::collections::HashMap::new();
     ids.insert("xian-1", (id_of("xian-1"), "d-xian", "c-xian"));
     ids.insert("xy-1", (id_of("xy-1"), "d-xy", "c-xy"));
-    for (id, region, industries) in [
-        ("duty", "610000", json!(["food", "transport"])),
-        ("xian-food", "610100", json!(["food"])),
-        ("xianyang-transport", "610400", json!(["transport"])),
-    ] {
-        admin_post(
-            &th,
-            "/api/v1/departments",
-            json!({"id": id, "name": id, "region": region,
-            "industries": industries, "uscc": "91350100M000100Y43"}),
-        )
-        .await?;
-    }
+    three_departments(&th).await?;
     // Each site's finding is a record's, routed to the department of its item.
     let cat = "code,name,departments,industry,severity\n\
                61000000100002,cold chain,xian-food,food,major\n\

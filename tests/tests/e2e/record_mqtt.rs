@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tests::{TestHub, client_with_token, config_with, create_token, wait_for};
 use tokio::sync::mpsc;
 
-use crate::access::{admin_post, two_sites};
+use crate::access::{three_departments, two_sites};
 
 const FOOD_ITEM: &str = "61000000200003";
 /// Longest wait for one MQTT event.
@@ -105,19 +105,7 @@ async fn record_events_over_mqtt(mut cfg: config::Config) -> anyhow::Result<()> 
     let th = TestHub::start(cfg, opts).await?;
     let store = &th.hub.store;
     let base = th.base.clone();
-    for (id, region, industries) in [
-        ("duty", "610000", json!(["food", "transport"])),
-        ("xian-food", "610100", json!(["food"])),
-        ("xianyang-transport", "610400", json!(["transport"])),
-    ] {
-        admin_post(
-            &th,
-            "/api/v1/departments",
-            json!({"id": id, "name": id, "region": region,
-            "industries": industries, "uscc": "91350100M000100Y43"}),
-        )
-        .await?;
-    }
+    three_departments(&th).await?;
     let r = th
         .http
         .post(format!("{base}/api/v1/catalogue"))

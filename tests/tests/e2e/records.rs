@@ -18,7 +18,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tests::{TestHub, client_with_token, config_with, create_token, wait_for};
 
-use crate::access::{admin_post, two_sites};
+use crate::access::{three_departments, two_sites};
 
 /// One request the receiver saw.
 #[derive(Debug, Clone)]
@@ -151,19 +151,7 @@ async fn records(mut cfg: config::Config) -> anyhow::Result<()> {
         .findings(&hub::store::FindingFilter { limit: 10, ..Default::default() }, &Scope::All)
         .await?;
     let finding = |site: &str| all.iter().find(|f| f.site_id == site).map(|f| f.id).unwrap();
-    for (id, region, industries) in [
-        ("duty", "610000", json!(["food", "transport"])),
-        ("xian-food", "610100", json!(["food"])),
-        ("xianyang-transport", "610400", json!(["transport"])),
-    ] {
-        admin_post(
-            &th,
-            "/api/v1/departments",
-            json!({"id": id, "name": id, "region": region,
-            "industries": industries, "uscc": "91350100M000100Y43"}),
-        )
-        .await?;
-    }
+    three_departments(&th).await?;
     let base = &th.base;
 
     // The catalogue: a bad file is refused whole, every problem named; then the good one.
