@@ -27,6 +27,9 @@ use crate::store::Store;
 /// The username prefix of a department's feed login.
 pub const USER_PREFIX: &str = "department:";
 
+/// Most subscribers of one department connected at once; more are refused with CONNACK 3.
+pub const MAX_SESSIONS: usize = 8;
+
 /// The topic of a subscription's events.
 pub fn topic(department: &str, subscription: i64) -> String {
     format!("departments/{department}/records/{subscription}")
@@ -38,13 +41,14 @@ pub struct Feeds {
     auth: Arc<Auth>,
     clock: Arc<dyn Clock>,
     waker: Waker,
-    /// department id → its connections' queues (closed ones pruned on use).
-    sessions: Mutex<HashMap<String, Vec<mpsc::Sender<FeedMessage>>>>,
+    /// department id → its connections' queues (closed ones pruned on use). Removing one
+    /// ends its connection.
+    sessions: Arc<Mutex<HashMap<String, Vec<mpsc::Sender<FeedMessage>>>>>,
 }
 
 impl Feeds {
     pub fn new(store: Store, auth: Arc<Auth>, clock: Arc<dyn Clock>, waker: Waker) -> Self {
-        Self { store, auth, clock, waker, sessions: Mutex::default() }
+        Self { store, auth, clock, waker, sessions: Arc::default() }
     }
 
     /// Hands one event to a connected feed of the department and waits for its subscriber's
@@ -95,39 +99,46 @@ impl Feeds {
         addr: IpAddr,
     ) -> Result<FeedLogin, FeedRefusal> {
         let department = username.strip_prefix(USER_PREFIX).unwrap_or_default().to_owned();
-        let mut headers = HeaderMap::new();
-        let bearer = HeaderValue::from_str(&format!("Bearer {password}"))
-            .map_err(|_| FeedRefusal::Credentials("the password is not a token".into()))?;
-        headers.insert(header::AUTHORIZATION, bearer);
-        let now = self.clock.now_ms();
-        let principal = match crate::auth::authenticate(
-            &self.store,
-            &self.auth,
-            &headers,
-            &addr.to_string(),
-            now,
-        )
-        .await
-        {
-            Ok(Some(p)) => p,
-            Ok(None) => return Err(FeedRefusal::Credentials("no token".into())),
-            Err(Error::Unauthenticated(why)) => return Err(FeedRefusal::Credentials(why)),
-            Err(e) => return Err(FeedRefusal::Unavailable(e.to_string())),
-        };
-        let own = principal.department.as_ref().is_some_and(|d| d.id == department);
-        if !own || !principal.has(Role::Department) {
-            return Err(FeedRefusal::NotAuthorised(format!(
-                "{} is not a department token of {department:?}",
-                principal.actor
-            )));
-        }
+        let (store, auth, clock) = (self.store.clone(), self.auth.clone(), self.clock.clone());
+        check(&store, &auth, clock.as_ref(), &department, password, addr).await?;
         let (tx, rx) = mpsc::channel(MAX_INFLIGHT);
-        self.sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(department.clone())
-            .or_default()
-            .push(tx);
+        {
+            let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            let v = s.entry(department.clone()).or_default();
+            v.retain(|tx| !tx.is_closed());
+            if v.len() >= MAX_SESSIONS {
+                return Err(FeedRefusal::Unavailable(format!(
+                    "department {department} has {MAX_SESSIONS} MQTT subscribers connected already"
+                )));
+            }
+            v.push(tx.clone());
+        }
+        // Like the HTTP streams, a connection lives only while its token holds: checked every
+        // http.stream_recheck; revoked, expired or moved, the hub drops the queue and the
+        // gateway ends the connection. While the database is away it is kept. The check holds
+        // no sender of its own (that would keep the queue open).
+        let weak = tx.downgrade();
+        drop(tx);
+        let (sessions, d, pw) = (self.sessions.clone(), department.clone(), password.to_owned());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(auth.recheck_every).await;
+                if weak.upgrade().is_none_or(|tx| tx.is_closed()) {
+                    return;
+                }
+                match check(&store, &auth, clock.as_ref(), &d, &pw, addr).await {
+                    Ok(()) | Err(FeedRefusal::Unavailable(_)) => {}
+                    Err(why) => {
+                        warn!(department = %d, reason = ?why, "MQTT subscriber's token no longer holds; disconnecting");
+                        let mut s = sessions.lock().unwrap_or_else(|e| e.into_inner());
+                        if let (Some(v), Some(tx)) = (s.get_mut(&d), weak.upgrade()) {
+                            v.retain(|x| !x.same_channel(&tx));
+                        }
+                        return;
+                    }
+                }
+            }
+        });
         let (store, waker, clock, d) =
             (self.store.clone(), self.waker.clone(), self.clock.clone(), department.clone());
         let on_subscribe = Box::new(move || {
@@ -148,6 +159,37 @@ impl Feeds {
             on_subscribe,
         })
     }
+}
+
+/// Whether `password` is a token of `department` with the department role.
+async fn check(
+    store: &Store,
+    auth: &Auth,
+    clock: &dyn Clock,
+    department: &str,
+    password: &str,
+    addr: IpAddr,
+) -> Result<(), FeedRefusal> {
+    let mut headers = HeaderMap::new();
+    let bearer = HeaderValue::from_str(&format!("Bearer {password}"))
+        .map_err(|_| FeedRefusal::Credentials("the password is not a token".into()))?;
+    headers.insert(header::AUTHORIZATION, bearer);
+    let now = clock.now_ms();
+    let principal =
+        match crate::auth::authenticate(store, auth, &headers, &addr.to_string(), now).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return Err(FeedRefusal::Credentials("no token".into())),
+            Err(Error::Unauthenticated(why)) => return Err(FeedRefusal::Credentials(why)),
+            Err(e) => return Err(FeedRefusal::Unavailable(e.to_string())),
+        };
+    let own = principal.department.as_ref().is_some_and(|d| d.id == department);
+    if !own || !principal.has(Role::Department) {
+        return Err(FeedRefusal::NotAuthorised(format!(
+            "{} is not a department token of {department:?}",
+            principal.actor
+        )));
+    }
+    Ok(())
 }
 
 impl FeedDirectory for Feeds {

@@ -4,7 +4,8 @@
 //! outside the department's prefix is refused; an event made while no subscriber is connected
 //! stays in the outbox and arrives as soon as one subscribes (not at the next retry); an event
 //! the subscriber took but did not acknowledge (no PUBACK before it went away) comes again with
-//! the same CloudEvent id; acknowledged events are logged as delivered.
+//! the same CloudEvent id; acknowledged events are logged as delivered; a revoked token's
+//! connection ends.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,6 +99,7 @@ async fn record_events_over_mqtt(mut cfg: config::Config) -> anyhow::Result<()> 
     cfg.records.auto_severities = vec![common::Severity::Critical];
     cfg.delivery.timeout = Duration::from_secs(2);
     cfg.delivery.poll = Duration::from_millis(100);
+    cfg.http.stream_recheck = Duration::from_millis(300);
     // The clock stands still: a retry is never due by time, so only the subscriber's SUBSCRIBE
     // can make an owed event due again.
     let clock = ManualClock::new(common::SystemClock.now_ms());
@@ -240,6 +242,23 @@ async fn record_events_over_mqtt(mut cfg: config::Config) -> anyhow::Result<()> 
     assert_eq!(claimed["type"], "record.claimed", "{claimed}");
     assert_eq!(claimed["data"]["record"]["state"], "claimed", "{claimed}");
     assert_ne!(claimed["id"], event_id.as_str());
+
+    // Revoked, the token no longer holds the connection (re-checked every http.stream_recheck).
+    let tokens: Value = th.http.get(format!("{base}/api/v1/tokens")).send().await?.json().await?;
+    let id = tokens["items"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["department"] == "xian-food"))
+        .map(|t| t["id"].clone())
+        .unwrap_or_else(|| panic!("{tokens}"));
+    let r = th.http.delete(format!("{base}/api/v1/tokens/{id}")).send().await?;
+    assert!(r.status().is_success(), "revoke: {}", r.status());
+    loop {
+        match next(&mut rx, "end of the revoked token's connection").await? {
+            Seen::Ended(_) => break,
+            Seen::Event(p) => anyhow::bail!("an event after the revocation: {p:?}"),
+            _ => {}
+        }
+    }
     th.stop().await;
     Ok(())
 }
