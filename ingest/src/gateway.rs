@@ -18,7 +18,9 @@
 //!   reading is committed ([`crate::ack`]). QoS 2 telemetry still goes through rumqttd.
 //!   The gateway's PUBACKs and rumqttd's (for the device's other topics) may interleave out of
 //!   order; clients match acks by packet id;
-//! - answer a SUBSCRIBE to foreign topics with failure return codes.
+//! - answer a SUBSCRIBE to foreign topics with failure return codes;
+//! - hand a login whose username the hub's [`FeedDirectory`] claims (`department:…`) to
+//!   [`crate::feed`], which serves it without rumqttd (record events acknowledged end to end).
 //!
 //! Everything else (acks, pings, keep-alive, sessions, wills) is relayed byte for byte and left
 //! to rumqttd.
