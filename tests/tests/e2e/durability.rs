@@ -125,6 +125,7 @@ async fn stored(db: &std::path::Path, device: &str) -> anyhow::Result<(i64, i64)
 async fn sigkill_loses_no_acknowledged_reading() -> anyhow::Result<()> {
     // Far more than the hub commits before the kill below: many are in flight when it dies.
     const N: u16 = 10_000;
+    const WINDOW: usize = 1_000;
     let dir = scratch_dir("kill9");
     let (http_port, mqtt_port) = (tests::free_port(), tests::free_port());
     let text = format!("{}\n{}", config::Config::default_toml(), small_site(&[("k9", "fridge")]))
@@ -148,12 +149,25 @@ async fn sigkill_loses_no_acknowledged_reading() -> anyhow::Result<()> {
         .await?;
     let mut dev = RawDevice::connect(&addr, "k9").await?;
     let mut killed = false;
+    let mut kill_at = None;
     for i in 0..N {
+        // At most WINDOW unacknowledged: the hub commits what it has in one batch, and a device
+        // far ahead of it would see everything acknowledged before the kill below lands.
+        if kill_at.is_none() && usize::from(i) >= dev.acked().len() + WINDOW {
+            wait_for(Duration::from_secs(30), "the hub to acknowledge", || async {
+                Ok((usize::from(i) < dev.acked().len() + WINDOW).then_some(()))
+            })
+            .await?;
+        }
         if dev.send("k9", i, ts0).await.is_err() {
             break; // the hub is gone
         }
-        if !killed && dev.acked().len() >= 200 {
-            // Mid-stream: some readings acknowledged, many in flight.
+        if kill_at.is_none() && dev.acked().len() >= 200 {
+            // Some readings acknowledged: 500 more go out at once, then the kill, so that
+            // many are in flight when it lands.
+            kill_at = Some(i + 500);
+        }
+        if !killed && kill_at == Some(i) {
             hub.0.kill()?;
             let _ = hub.0.wait();
             killed = true;
@@ -171,7 +185,11 @@ async fn sigkill_loses_no_acknowledged_reading() -> anyhow::Result<()> {
     // What was acknowledged before the kill (every PUBACK the socket still held is read), and
     // so what the device must send again.
     let acked_before = dev.closed().await;
-    println!("killed with {} of {N} acknowledged", acked_before.len());
+    println!(
+        "killed with {} of {N} acknowledged, {} sent",
+        acked_before.len(),
+        kill_at.map_or(usize::from(N), |k| usize::from(k) + 1)
+    );
     assert!(acked_before.len() < usize::from(N), "the kill came after everything was acknowledged");
 
     let _hub = tests::start_hub_process(
