@@ -13,7 +13,8 @@
 //! - a connection that ends (or a subscriber that never acknowledges) drops the pending
 //!   `done`s: the hub keeps those messages and offers them again (its durable outbox);
 //! - sessions are not persistent: the outbox, not the connection, holds what is owed;
-//! - a feed publishes nothing: a PUBLISH closes the connection.
+//! - a feed publishes nothing: a PUBLISH closes the connection; it holds at most
+//!   [`MAX_FILTERS`] filters.
 //!
 //! At most [`MAX_INFLIGHT`] messages await a PUBACK per connection; the hub's queue to it is
 //! bounded, and a full queue makes the hub's sender wait (its delivery attempt then times out
@@ -30,6 +31,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Most messages awaiting the subscriber's PUBACK on one connection.
 pub const MAX_INFLIGHT: usize = 64;
+/// Most topic filters one connection holds; more are refused in the SUBACK.
+pub const MAX_FILTERS: usize = 32;
 
 /// One message for a feed subscriber.
 #[derive(Debug)]
@@ -173,13 +176,15 @@ pub(crate) async fn serve(
                     .ok_or_else(|| FeedEnd::Protocol("malformed SUBSCRIBE".into()))?;
                 let mut codes = Vec::with_capacity(fs.len());
                 for f in fs {
-                    if f.starts_with(&login.prefix) && rumqttc::mqttbytes::valid_filter(&f) {
+                    let room = subscribed.len() < MAX_FILTERS || subscribed.contains(&f);
+                    if room && f.starts_with(&login.prefix) && rumqttc::mqttbytes::valid_filter(&f)
+                    {
                         codes.push(1u8);
                         if !subscribed.contains(&f) {
                             subscribed.push(f);
                         }
                     } else {
-                        tracing::warn!(feed = %login.name, filter = %f, prefix = %login.prefix, "feed SUBSCRIBE outside its prefix refused");
+                        tracing::warn!(feed = %login.name, filter = %f, prefix = %login.prefix, "feed SUBSCRIBE refused: outside its prefix, invalid, or over {MAX_FILTERS} filters");
                         codes.push(0x80);
                     }
                 }
@@ -240,6 +245,83 @@ mod tests {
         let u = [0xa2, 7, 0, 9, 0, 3, b'a', b'/', b'#'];
         assert_eq!(filters(&u, 2, false), Some((9, vec!["a/#".into()])));
         assert_eq!(filters(&f[..8], 2, true), None);
+    }
+
+    /// A served feed connection over loopback TCP, driven by raw frames.
+    #[tokio::test]
+    async fn a_connection_acknowledges_matches_and_caps_filters() {
+        use tokio::io::AsyncReadExt;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        let (rd, wr) = server.into_split();
+        let (tx, rx) = mpsc::channel(4);
+        let subscribed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = subscribed.clone();
+        let login = FeedLogin {
+            name: "t".into(),
+            prefix: "departments/d/".into(),
+            messages: rx,
+            on_subscribe: Box::new(move || {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }),
+        };
+        let task = tokio::spawn(serve(rd, wr, BytesMut::new(), 0, login));
+        let mut buf = [0u8; 4];
+        client.read_exact(&mut buf).await.unwrap();
+        assert_eq!(buf, [0x20, 2, 0, 0], "CONNACK accepted");
+        // One own filter, one foreign, then MAX_FILTERS more own ones: the last one is refused.
+        let mut fs = vec!["departments/d/#".to_owned(), "departments/e/#".to_owned()];
+        fs.extend((0..MAX_FILTERS).map(|i| format!("departments/d/{i}")));
+        let mut body = BytesMut::new();
+        body.put_u16(5);
+        for f in &fs {
+            body.put_u16(f.len() as u16);
+            body.put_slice(f.as_bytes());
+            body.put_u8(1);
+        }
+        let mut frame = BytesMut::new();
+        frame.put_u8(0x82);
+        super::super::gateway::write_remaining_length(&mut frame, body.len());
+        frame.put_slice(&body);
+        client.write_all(&frame).await.unwrap();
+        // Type, one byte of remaining length, packet id, one code per filter.
+        let mut ack = vec![0u8; 1 + 1 + 2 + fs.len()];
+        client.read_exact(&mut ack).await.unwrap();
+        let codes = &ack[ack.len() - fs.len()..];
+        assert_eq!((codes[0], codes[1]), (1, 0x80));
+        assert!(codes[2..fs.len() - 1].iter().all(|c| *c == 1), "{codes:?}");
+        assert_eq!(codes[fs.len() - 1], 0x80, "over MAX_FILTERS");
+        assert_eq!(subscribed.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // A matching message goes out at QoS 1 and is done at the PUBACK.
+        let (done, answer) = oneshot::channel();
+        tx.send(FeedMessage {
+            topic: "departments/d/records/1".into(),
+            payload: "{}".into(),
+            done,
+        })
+        .await
+        .unwrap();
+        let mut out = BytesMut::new();
+        publish_frame("departments/d/records/1", 1, b"{}", &mut out);
+        let mut got = vec![0u8; out.len()];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, out.to_vec());
+        client.write_all(&[0x40, 2, 0, 1]).await.unwrap();
+        assert_eq!(answer.await.unwrap(), Ok(()));
+        // A topic no filter matches is answered at once.
+        let (done, answer) = oneshot::channel();
+        tx.send(FeedMessage { topic: "departments/x".into(), payload: "{}".into(), done })
+            .await
+            .unwrap();
+        assert!(answer.await.unwrap().unwrap_err().contains("has not subscribed"));
+        // A ping is answered; a PUBLISH from the subscriber ends the connection.
+        client.write_all(&[0xc0, 0]).await.unwrap();
+        let mut pong = [0u8; 2];
+        client.read_exact(&mut pong).await.unwrap();
+        assert_eq!(pong, [0xd0, 0]);
+        client.write_all(&[0x30, 3, 0, 1, b'a']).await.unwrap();
+        assert!(matches!(task.await.unwrap(), Err(FeedEnd::Protocol(_))));
     }
 
     #[test]
