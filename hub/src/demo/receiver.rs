@@ -34,12 +34,8 @@ pub async fn start(
     for d in departments {
         let url = format!("http://{addr}/hooks/{d}");
         let audit = AuditEntry {
-            actor: "hub:demo".into(),
-            address: "-".into(),
-            action: "subscription.create".into(),
-            target: format!("department:{d}"),
-            before: None,
             after: Some(serde_json::json!({"url": url})),
+            ..super::cli_audit("subscription.create", format!("department:{d}"))
         };
         let existing = store.subscriptions(Some(d)).await?.into_iter().find(|s| s.name == NAME);
         match existing {
@@ -137,12 +133,8 @@ pub async fn start_mqtt(
         );
         s.transport = "mqtt".into();
         let audit = AuditEntry {
-            actor: "hub:demo".into(),
-            address: "-".into(),
-            action: "subscription.create".into(),
-            target: format!("department:{department}"),
-            before: None,
             after: Some(serde_json::json!({"transport": "mqtt"})),
+            ..super::cli_audit("subscription.create", format!("department:{department}"))
         };
         store.insert_subscription(&s, &audit, now).await?;
     }
@@ -153,14 +145,7 @@ pub async fn start_mqtt(
         integrator: None,
         expires_in_days: 30,
     };
-    let audit = AuditEntry {
-        actor: "hub:demo".into(),
-        address: "-".into(),
-        action: "token.create".into(),
-        target: format!("token:{MQTT_NAME}"),
-        before: None,
-        after: None,
-    };
+    let audit = super::cli_audit("token.create", format!("token:{MQTT_NAME}"));
     let (_, token) = crate::accounts::create_token(store, n, "hub:demo", audit, now).await?;
     let username = format!("{}{department}", crate::delivery::mqtt::USER_PREFIX);
     let filter = format!("departments/{department}/#");
