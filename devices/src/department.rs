@@ -35,7 +35,11 @@ pub async fn read(feed: Feed, cancel: CancellationToken, on_event: impl Fn(&str,
     mo.set_credentials(feed.username.clone(), feed.token);
     mo.set_keep_alive(Duration::from_secs(30));
     mo.set_manual_acks(true);
-    let (client, mut el) = AsyncClient::new(mo, 16);
+    // An event carries a whole record (results and feedback up to thousands of characters).
+    mo.set_max_packet_size(1 << 20, 1 << 20);
+    // Room for an acknowledgement of every message the hub has in flight to one connection
+    // (64), so `try_ack` never finds the request queue full.
+    let (client, mut el) = AsyncClient::new(mo, 256);
     loop {
         let ev = tokio::select! {
             e = el.poll() => e,
@@ -47,7 +51,10 @@ pub async fn read(feed: Feed, cancel: CancellationToken, on_event: impl Fn(&str,
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 on_event(&p.topic, &p.payload);
-                let _ = client.try_ack(&p);
+                if let Err(e) = client.try_ack(&p) {
+                    // Not acknowledged: the hub offers it again (same id) after its timeout.
+                    tracing::warn!(user = %feed.username, error = %e, "could not acknowledge a record event");
+                }
             }
             Ok(_) => {}
             Err(e) => {

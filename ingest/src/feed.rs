@@ -7,9 +7,14 @@
 //! never relaying it to rumqttd: the hub must learn that the *subscriber* took a message (its
 //! PUBACK), not just that a broker queued it in memory. So:
 //!
-//! - each message goes out as a QoS 1 PUBLISH when one of the connection's filters matches its
-//!   topic, and its `done` is answered `Ok` at the subscriber's PUBACK;
-//! - a message no filter matches is answered at once with an error naming the topic;
+//! - messages are taken from the hub's queue once a filter is subscribed (QoS 1 or 2 asked;
+//!   QoS 0 is refused: delivered must mean acknowledged); each goes out as a QoS 1 PUBLISH
+//!   when one of the connection's filters matches its topic, and its `done` is answered `Ok` at
+//!   the subscriber's PUBACK;
+//! - a message no filter matches is answered at once with an error naming the topic; one the
+//!   hub has given up on (its attempt timed out) is not sent late, and its PUBACK slot is freed;
+//! - a subscriber silent past 1.5 × its keep-alive, or one that takes no bytes for 30 s, is
+//!   disconnected;
 //! - a connection that ends (or a subscriber that never acknowledges) drops the pending
 //!   `done`s: the hub keeps those messages and offers them again (its durable outbox);
 //! - sessions are not persistent: the outbox, not the connection, holds what is owed;
@@ -86,8 +91,9 @@ pub(crate) fn publish_frame(topic: &str, pkid: u16, payload: &[u8], out: &mut By
     out.put_slice(payload);
 }
 
-/// (packet id, [(filter, requested QoS)]) of a SUBSCRIBE (`with_qos`) or UNSUBSCRIBE frame.
-fn filters(frame: &[u8], header_len: usize, with_qos: bool) -> Option<(u16, Vec<String>)> {
+/// (packet id, [(filter, requested QoS)]) of a SUBSCRIBE (`with_qos`) or UNSUBSCRIBE frame
+/// (QoS 0 there).
+fn filters(frame: &[u8], header_len: usize, with_qos: bool) -> Option<(u16, Vec<(String, u8)>)> {
     let mut body = &frame[header_len..];
     if body.len() < 2 {
         return None;
@@ -103,7 +109,8 @@ fn filters(frame: &[u8], header_len: usize, with_qos: bool) -> Option<(u16, Vec<
         if body.len() < 2 + n + tail {
             return None;
         }
-        out.push(String::from_utf8(body[2..2 + n].to_vec()).ok()?);
+        let qos = if with_qos { body[2 + n] } else { 0 };
+        out.push((String::from_utf8(body[2..2 + n].to_vec()).ok()?, qos));
         body = &body[2 + n + tail..];
     }
     Some((pkid, out))
@@ -118,9 +125,32 @@ pub(crate) enum FeedEnd {
     Protocol(String),
 }
 
+/// A write the subscriber does not take within this long ends the connection (it stopped
+/// reading; its session slot is freed).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the connection looks for messages the hub gave up on and for the hub ending it.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+
+async fn write(wr: &mut OwnedWriteHalf, bytes: &[u8]) -> Result<(), FeedEnd> {
+    tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(bytes))
+        .await
+        .map_err(|_| {
+            FeedEnd::Protocol(format!("the subscriber took nothing for {WRITE_TIMEOUT:?}"))
+        })?
+        .map_err(FeedEnd::Io)
+}
+
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Serves one logged-in feed connection until it disconnects, breaks the protocol, stays
-/// silent past its keep-alive, or the hub ends the feed. `buf` holds what was read after the
-/// CONNECT.
+/// silent past its keep-alive, stops reading, or the hub ends the feed. `buf` holds what was
+/// read after the CONNECT. Messages are taken from the hub only once a filter is subscribed
+/// (until then they wait in the queue), and never once the hub has given up on one.
 pub(crate) async fn serve(
     mut rd: OwnedReadHalf,
     mut wr: OwnedWriteHalf,
@@ -129,18 +159,38 @@ pub(crate) async fn serve(
     mut login: FeedLogin,
 ) -> Result<(), FeedEnd> {
     // CONNACK: accepted, no session present (sessions are not kept; the outbox is).
-    wr.write_all(&[0x20, 2, 0, 0]).await?;
+    write(&mut wr, &[0x20, 2, 0, 0]).await?;
     // MQTT 3.1.1 §3.1.2.10: one and a half keep-alive periods without a packet ends it.
     let idle = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
+    let mut deadline = idle.map(|d| tokio::time::Instant::now() + d);
+    let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     let mut subscribed: Vec<String> = Vec::new();
     let mut inflight: HashMap<u16, oneshot::Sender<Result<(), String>>> = HashMap::new();
     let mut next_pkid: u16 = 0;
     let mut out = BytesMut::with_capacity(4096);
     loop {
         let frame = tokio::select! {
-            f = read_frame(&mut rd, &mut buf, idle) => f?,
-            m = login.messages.recv(), if inflight.len() < MAX_INFLIGHT => {
+            f = super::gateway::next_frame(&mut rd, &mut buf) => {
+                f.map_err(|e| FeedEnd::Protocol(e.to_string()))?
+            }
+            _ = until(deadline) => {
+                return Err(FeedEnd::Protocol("silent past its keep-alive".into()));
+            }
+            _ = housekeeping.tick() => {
+                // The hub gave up waiting for these PUBACKs (its attempt timed out and will be
+                // retried): their slots are free again.
+                inflight.retain(|_, done| !done.is_closed());
+                if login.messages.is_closed() {
+                    return Ok(());
+                }
+                continue;
+            }
+            m = login.messages.recv(), if !subscribed.is_empty() && inflight.len() < MAX_INFLIGHT => {
                 let Some(m) = m else { return Ok(()) };
+                // Given up by the hub while queued: sent now it could overtake a retry.
+                if m.done.is_closed() {
+                    continue;
+                }
                 if !subscribed.iter().any(|f| rumqttc::mqttbytes::matches(&m.topic, f)) {
                     let _ = m.done.send(Err(format!(
                         "the subscriber has not subscribed to {} (subscribe to {}#)",
@@ -157,12 +207,14 @@ pub(crate) async fn serve(
                 }
                 out.clear();
                 publish_frame(&m.topic, next_pkid, &m.payload, &mut out);
-                wr.write_all(&out).await?;
+                write(&mut wr, &out).await?;
                 inflight.insert(next_pkid, m.done);
                 continue;
             }
         };
-        let Some((hl, frame)) = frame else { return Ok(()) };
+        let Some(frame) = frame else { return Ok(()) };
+        deadline = idle.map(|d| tokio::time::Instant::now() + d);
+        let hl = super::gateway::frame_header(&frame).ok().flatten().map_or(2, |(hl, _)| hl);
         match frame[0] >> 4 {
             // PUBACK: the subscriber has the message.
             4 => {
@@ -175,16 +227,24 @@ pub(crate) async fn serve(
                 let (pkid, fs) = filters(&frame, hl, true)
                     .ok_or_else(|| FeedEnd::Protocol("malformed SUBSCRIBE".into()))?;
                 let mut codes = Vec::with_capacity(fs.len());
-                for f in fs {
+                for (f, qos) in fs {
+                    if qos > 2 {
+                        return Err(FeedEnd::Protocol(format!("SUBSCRIBE with QoS {qos}")));
+                    }
                     let room = subscribed.len() < MAX_FILTERS || subscribed.contains(&f);
-                    if room && f.starts_with(&login.prefix) && rumqttc::mqttbytes::valid_filter(&f)
+                    // Events go out at QoS 1 (delivered means acknowledged): a QoS 0
+                    // subscription cannot be granted (2 is granted as 1).
+                    if qos >= 1
+                        && room
+                        && f.starts_with(&login.prefix)
+                        && rumqttc::mqttbytes::valid_filter(&f)
                     {
                         codes.push(1u8);
                         if !subscribed.contains(&f) {
                             subscribed.push(f);
                         }
                     } else {
-                        tracing::warn!(feed = %login.name, filter = %f, prefix = %login.prefix, "feed SUBSCRIBE refused: outside its prefix, invalid, or over {MAX_FILTERS} filters");
+                        tracing::warn!(feed = %login.name, filter = %f, qos, prefix = %login.prefix, "feed SUBSCRIBE refused: outside its prefix, invalid, QoS 0, or over {MAX_FILTERS} filters");
                         codes.push(0x80);
                     }
                 }
@@ -193,7 +253,7 @@ pub(crate) async fn serve(
                 super::gateway::write_remaining_length(&mut out, 2 + codes.len());
                 out.put_u16(pkid);
                 out.put_slice(&codes);
-                wr.write_all(&out).await?;
+                write(&mut wr, &out).await?;
                 if codes.contains(&1) {
                     (login.on_subscribe)();
                 }
@@ -201,36 +261,16 @@ pub(crate) async fn serve(
             10 => {
                 let (pkid, fs) = filters(&frame, hl, false)
                     .ok_or_else(|| FeedEnd::Protocol("malformed UNSUBSCRIBE".into()))?;
-                subscribed.retain(|s| !fs.contains(s));
+                subscribed.retain(|s| !fs.iter().any(|(f, _)| f == s));
                 let [a, b] = pkid.to_be_bytes();
-                wr.write_all(&[0xb0, 2, a, b]).await?;
+                write(&mut wr, &[0xb0, 2, a, b]).await?;
             }
-            12 => wr.write_all(&[0xd0, 0]).await?,
+            12 => write(&mut wr, &[0xd0, 0]).await?,
             14 => return Ok(()),
             3 => return Err(FeedEnd::Protocol("a feed subscriber may not publish".into())),
             t => return Err(FeedEnd::Protocol(format!("unexpected packet type {t}"))),
         }
     }
-}
-
-/// The next frame and its header length; `None` at a clean end.
-async fn read_frame(
-    rd: &mut OwnedReadHalf,
-    buf: &mut BytesMut,
-    idle: Option<Duration>,
-) -> Result<Option<(usize, Bytes)>, FeedEnd> {
-    let next = super::gateway::next_frame(rd, buf);
-    let r = match idle {
-        Some(d) => tokio::time::timeout(d, next)
-            .await
-            .map_err(|_| FeedEnd::Protocol("silent past its keep-alive".into()))?,
-        None => next.await,
-    };
-    let frame = r.map_err(|e| FeedEnd::Protocol(e.to_string()))?;
-    Ok(frame.map(|f| {
-        let hl = super::gateway::frame_header(&f).ok().flatten().map_or(2, |(hl, _)| hl);
-        (hl, f)
-    }))
 }
 
 #[cfg(test)]
@@ -241,9 +281,9 @@ mod tests {
     fn subscribe_and_unsubscribe_filters_parse() {
         // SUBSCRIBE pkid 7, "a/#" QoS 1, "b" QoS 0.
         let f = [0x82, 12, 0, 7, 0, 3, b'a', b'/', b'#', 1, 0, 1, b'b', 0];
-        assert_eq!(filters(&f, 2, true), Some((7, vec!["a/#".into(), "b".into()])));
+        assert_eq!(filters(&f, 2, true), Some((7, vec![("a/#".into(), 1), ("b".into(), 0)])));
         let u = [0xa2, 7, 0, 9, 0, 3, b'a', b'/', b'#'];
-        assert_eq!(filters(&u, 2, false), Some((9, vec!["a/#".into()])));
+        assert_eq!(filters(&u, 2, false), Some((9, vec![("a/#".into(), 0)])));
         assert_eq!(filters(&f[..8], 2, true), None);
     }
 
@@ -270,15 +310,29 @@ mod tests {
         let mut buf = [0u8; 4];
         client.read_exact(&mut buf).await.unwrap();
         assert_eq!(buf, [0x20, 2, 0, 0], "CONNACK accepted");
-        // One own filter, one foreign, then MAX_FILTERS more own ones: the last one is refused.
-        let mut fs = vec!["departments/d/#".to_owned(), "departments/e/#".to_owned()];
-        fs.extend((0..MAX_FILTERS).map(|i| format!("departments/d/{i}")));
+        // A message queued before any SUBSCRIBE waits for one (it is not refused).
+        let (done, early) = oneshot::channel();
+        tx.send(FeedMessage {
+            topic: "departments/d/records/9".into(),
+            payload: "{}".into(),
+            done,
+        })
+        .await
+        .unwrap();
+        // One own filter, one foreign, one at QoS 0, then MAX_FILTERS - 1 more own ones and one
+        // over the cap.
+        let mut fs = vec![
+            ("departments/d/#".to_owned(), 1),
+            ("departments/e/#".to_owned(), 1),
+            ("departments/d/q0".to_owned(), 0),
+        ];
+        fs.extend((0..MAX_FILTERS).map(|i| (format!("departments/d/{i}"), 2)));
         let mut body = BytesMut::new();
         body.put_u16(5);
-        for f in &fs {
+        for (f, qos) in &fs {
             body.put_u16(f.len() as u16);
             body.put_slice(f.as_bytes());
-            body.put_u8(1);
+            body.put_u8(*qos);
         }
         let mut frame = BytesMut::new();
         frame.put_u8(0x82);
@@ -289,10 +343,18 @@ mod tests {
         let mut ack = vec![0u8; 1 + 1 + 2 + fs.len()];
         client.read_exact(&mut ack).await.unwrap();
         let codes = &ack[ack.len() - fs.len()..];
-        assert_eq!((codes[0], codes[1]), (1, 0x80));
-        assert!(codes[2..fs.len() - 1].iter().all(|c| *c == 1), "{codes:?}");
+        assert_eq!((codes[0], codes[1], codes[2]), (1, 0x80, 0x80), "own, foreign, QoS 0");
+        assert!(codes[3..fs.len() - 1].iter().all(|c| *c == 1), "QoS 2 granted as 1: {codes:?}");
         assert_eq!(codes[fs.len() - 1], 0x80, "over MAX_FILTERS");
         assert_eq!(subscribed.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // The early message goes out now (packet id 1) and is done at its PUBACK.
+        let mut out = BytesMut::new();
+        publish_frame("departments/d/records/9", 1, b"{}", &mut out);
+        let mut got = vec![0u8; out.len()];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, out.to_vec());
+        client.write_all(&[0x40, 2, 0, 1]).await.unwrap();
+        assert_eq!(early.await.unwrap(), Ok(()));
         // A matching message goes out at QoS 1 and is done at the PUBACK.
         let (done, answer) = oneshot::channel();
         tx.send(FeedMessage {
@@ -303,11 +365,36 @@ mod tests {
         .await
         .unwrap();
         let mut out = BytesMut::new();
-        publish_frame("departments/d/records/1", 1, b"{}", &mut out);
+        publish_frame("departments/d/records/1", 2, b"{}", &mut out);
         let mut got = vec![0u8; out.len()];
         client.read_exact(&mut got).await.unwrap();
         assert_eq!(got, out.to_vec());
-        client.write_all(&[0x40, 2, 0, 1]).await.unwrap();
+        client.write_all(&[0x40, 2, 0, 2]).await.unwrap();
+        assert_eq!(answer.await.unwrap(), Ok(()));
+        // One the hub gave up on while queued is not sent; the next one is.
+        let (done, gone) = oneshot::channel();
+        drop(gone);
+        tx.send(FeedMessage {
+            topic: "departments/d/records/2".into(),
+            payload: "{}".into(),
+            done,
+        })
+        .await
+        .unwrap();
+        let (done, answer) = oneshot::channel();
+        tx.send(FeedMessage {
+            topic: "departments/d/records/3".into(),
+            payload: "{}".into(),
+            done,
+        })
+        .await
+        .unwrap();
+        let mut out = BytesMut::new();
+        publish_frame("departments/d/records/3", 3, b"{}", &mut out);
+        let mut got = vec![0u8; out.len()];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, out.to_vec(), "records/2 was given up and skipped");
+        client.write_all(&[0x40, 2, 0, 3]).await.unwrap();
         assert_eq!(answer.await.unwrap(), Ok(()));
         // A topic no filter matches is answered at once.
         let (done, answer) = oneshot::channel();

@@ -197,8 +197,9 @@ pub(super) async fn create(
         (MQTT, None) if s.records.mqtt_feeds => String::new(),
         (MQTT, None) => {
             return Err(Error::InvalidArgument(
-                "transport \"mqtt\": this hub's departments read MQTT from its embedded gateway, \
-                 and mqtt.mode is external; subscribe a webhook instead"
+                "transport \"mqtt\" needs mqtt.mode = \"embedded\": department subscribers read \
+                 record events from the hub's own MQTT gateway, and this hub uses an external \
+                 broker; subscribe a webhook (or pull) instead"
                     .into(),
             ));
         }

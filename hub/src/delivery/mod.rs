@@ -57,6 +57,26 @@ pub fn retry_at(
     Some(now + wait.as_millis() as i64)
 }
 
+/// When to try an MQTT delivery again after `attempts` failed ones (None: give up). Each
+/// SUBSCRIBE of the department offers its pending deliveries again, so a subscriber that
+/// reconnects often would spend the schedule's ten attempts in minutes: an MQTT delivery is
+/// given up by age instead, once the schedule's whole span (about three days) has passed since
+/// it was queued; between attempts it waits as the schedule says (its last step repeating).
+pub fn mqtt_retry_at(
+    now: UnixMs,
+    created_at: UnixMs,
+    attempts: i64,
+    jitter: f64,
+) -> Option<UnixMs> {
+    let span: Duration = SCHEDULE.iter().sum();
+    if now - created_at >= span.as_millis() as i64 {
+        return None;
+    }
+    let step = usize::try_from(attempts).unwrap_or(1).clamp(1, SCHEDULE.len());
+    let wait = SCHEDULE[step - 1].mul_f64(1.0 + 0.2 * jitter.clamp(-1.0, 1.0));
+    Some(now + wait.as_millis() as i64)
+}
+
 /// `Retry-After` as seconds or an HTTP date.
 fn parse_retry_after(v: &str, now: UnixMs) -> Option<Duration> {
     if let Ok(s) = v.trim().parse::<u64>() {
@@ -310,7 +330,7 @@ async fn publish(
             let jitter = rand::random::<f64>() * 2.0 - 1.0;
             Outcome::Failed {
                 status: None,
-                retry_at: retry_at(now, c.attempts + 1, None, jitter),
+                retry_at: mqtt_retry_at(now, c.created_at, c.attempts + 1, jitter),
                 error,
             }
         }
@@ -425,6 +445,16 @@ mod tests {
         assert_eq!(retry_at(0, 1, None, -1.0), Some(4_000));
         assert_eq!(retry_at(0, 9, None, 0.0), Some(24 * 3600 * 1000));
         assert_eq!(retry_at(0, 10, None, 0.0), None);
+    }
+
+    #[test]
+    fn mqtt_deliveries_are_given_up_by_age_not_by_count() {
+        let span = SCHEDULE.iter().sum::<Duration>().as_millis() as i64;
+        // Twenty quick reconnects an hour in: still kept, at the last step's wait.
+        assert_eq!(mqtt_retry_at(3_600_000, 0, 20, 0.0), Some(3_600_000 + 24 * 3_600_000));
+        assert_eq!(mqtt_retry_at(10, 0, 1, 0.0), Some(10 + 5_000));
+        assert_eq!(mqtt_retry_at(span - 1, 0, 3, 0.0), Some(span - 1 + 30 * 60_000));
+        assert_eq!(mqtt_retry_at(span, 0, 3, 0.0), None);
     }
 
     #[test]

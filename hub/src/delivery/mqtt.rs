@@ -73,23 +73,30 @@ impl Feeds {
                  subscribe to {topic})"
             ));
         }
-        let mut why = String::new();
-        for tx in senders {
+        // One deadline for the whole attempt, however many connections are tried: it must end
+        // within its lease.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut why: Vec<String> = Vec::new();
+        for (i, tx) in senders.iter().enumerate() {
             let (done, answer) = oneshot::channel();
             let msg = FeedMessage { topic: topic.clone(), payload: payload.clone(), done };
             let attempt = async {
-                tx.send(msg).await.map_err(|_| "the subscriber's connection closed".to_owned())?;
-                answer
-                    .await
-                    .map_err(|_| "the subscriber's connection ended before its PUBACK".to_owned())?
+                tx.send(msg).await.map_err(|_| "its connection closed".to_owned())?;
+                answer.await.map_err(|_| "its connection ended before its PUBACK".to_owned())?
             };
-            match tokio::time::timeout(timeout, attempt).await {
+            match tokio::time::timeout_at(deadline, attempt).await {
                 Ok(Ok(())) => return Ok(()),
-                Ok(Err(e)) => why = e,
-                Err(_) => why = format!("no PUBACK within {timeout:?} (delivery.timeout)"),
+                Ok(Err(e)) => why.push(format!("subscriber {}: {e}", i + 1)),
+                Err(_) => {
+                    why.push(format!(
+                        "subscriber {}: no PUBACK within {timeout:?} (delivery.timeout)",
+                        i + 1
+                    ));
+                    break;
+                }
             }
         }
-        Err(why)
+        Err(why.join("; "))
     }
 
     async fn login_department(

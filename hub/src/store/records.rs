@@ -343,6 +343,8 @@ pub struct Claimed {
     pub record_id: i64,
     /// Attempts made before this one.
     pub attempts: i64,
+    /// When the delivery was queued (its transition's commit).
+    pub created_at: UnixMs,
     /// The CloudEvent, exactly as signed and sent.
     pub event: String,
 }
@@ -1757,7 +1759,7 @@ impl Store {
              WHERE e.subscription_id = d.subscription_id AND e.record_id = d.record_id AND \
              e.state = 'pending' AND e.id < d.id) ORDER BY d.next_at, d.id LIMIT $4 {lock}) \
              AND (lease_until IS NULL OR lease_until < $3) AND state = 'pending' \
-             RETURNING id, subscription_id, transition_id, record_id, attempts"
+             RETURNING id, subscription_id, transition_id, record_id, attempts, created_at"
         );
         let rows = sqlx::query(&sql)
             .bind(owner)
@@ -1775,19 +1777,20 @@ impl Store {
         let mut sids = BTreeSet::new();
         for r in &rows {
             let g = |c: &str| r.try_get::<i64, _>(c);
-            let (id, sid, tid, rid, attempts) = (|| {
+            let (id, sid, tid, rid, attempts, created_at) = (|| {
                 Ok::<_, sqlx::Error>((
                     g("id")?,
                     g("subscription_id")?,
                     g("transition_id")?,
                     g("record_id")?,
                     g("attempts")?,
+                    g("created_at")?,
                 ))
             })()
             .map_err(db("claiming deliveries"))?;
             tids.insert(tid);
             sids.insert(sid);
-            claimed.push((id, sid, tid, rid, attempts));
+            claimed.push((id, sid, tid, rid, attempts, created_at));
         }
         let join = |s: &BTreeSet<i64>| s.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
         let events = sqlx::query(&format!(
@@ -1810,7 +1813,7 @@ impl Store {
             .collect::<Result<_, _>>()
             .map_err(db("reading subscriptions to deliver to"))?;
         let mut out = Vec::with_capacity(claimed.len());
-        for (id, sid, tid, rid, attempts) in claimed {
+        for (id, sid, tid, rid, attempts, created_at) in claimed {
             let event = events
                 .iter()
                 .find(|e| e.try_get::<i64, _>("id").is_ok_and(|x| x == tid))
@@ -1823,6 +1826,7 @@ impl Store {
                 transition_id: tid,
                 record_id: rid,
                 attempts,
+                created_at,
                 event,
             });
         }
@@ -1921,7 +1925,11 @@ impl Store {
                             Some(c.record_id),
                             &format!(
                                 "{event} to {} given up after {attempt} attempts: {error}",
-                                c.subscription.url
+                                if c.subscription.transport == "mqtt" {
+                                    format!("MQTT subscriber of {}", c.subscription.department_id)
+                                } else {
+                                    c.subscription.url.clone()
+                                }
                             ),
                             now,
                         )
