@@ -57,6 +57,8 @@ pub async fn read(feed: Feed, cancel: CancellationToken, on_event: impl Fn(&str,
                 }
             }
             Ok(_) => {}
+            // The hub closing it at shutdown is no loss worth a warning.
+            Err(_) if cancel.is_cancelled() => return,
             Err(e) => {
                 tracing::warn!(user = %feed.username, error = %e, "record feed connection lost; reconnecting");
                 tokio::select! {
