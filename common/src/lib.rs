@@ -21,5 +21,5 @@ pub use ids::{CameraId, DeviceId, IdError, SiteId};
 pub use shutdown::Shutdown;
 pub use types::{
     DismissReason, FeedbackKind, FindingState, Industry, RecordAction, RecordState, RiskGrade,
-    Severity, Verdict,
+    Severity, Transport, Verdict,
 };

@@ -196,6 +196,25 @@ pub enum FeedbackKind {
     Coercion,
 }
 
+/// How a subscription's record events reach the department: signed HTTP POSTs, or QoS 1
+/// publications to its subscriber on the hub's MQTT gateway.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    Webhook,
+    Mqtt,
+}
+
 /// A regulated entity's risk grade, A (lowest risk) to D.
 #[derive(
     Debug,
@@ -309,3 +328,4 @@ str_enum!(RecordAction {
 });
 str_enum!(FeedbackKind { Inspection => "inspection", Penalty => "penalty", Coercion => "coercion" });
 str_enum!(RiskGrade { A => "A", B => "B", C => "C", D => "D" });
+str_enum!(Transport { Webhook => "webhook", Mqtt => "mqtt" });

@@ -944,7 +944,7 @@ fn subscription_schema() -> Value {
             "pending", "delivered", "failed", "keys"],
         "properties": {"id": {"type": "integer"}, "department_id": text, "name": text,
             "url": {"type": "string", "description": "the webhook endpoint; empty for mqtt"},
-            "transport": {"enum": ["webhook", "mqtt"]}, "filters": {"type": "object"},
+            "transport": {"enum": common::Transport::ALL.iter().map(|t| t.as_str()).collect::<Vec<_>>()}, "filters": {"type": "object"},
             "mqtt": {"type": ["object", "null"], "description": "mqtt only (null for webhooks): how the department's system reads the events",
                 "required": ["username", "topic"],
                 "properties": {"username": text, "topic": text}},

@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 
 use super::records::actor;
 use super::{AppState, body_error, parse_time, rfc3339};
+use common::Transport;
+
 use crate::auth::Caller;
 use crate::delivery::mqtt;
 use crate::error::Error;
@@ -32,8 +34,7 @@ pub(super) struct NewSubscription {
     filters: Filters,
     /// How events are delivered: `webhook` (default; signed POSTs to `url`) or `mqtt` (QoS 1
     /// publications to the department's subscriber on the hub's MQTT gateway).
-    #[schemars(regex(pattern = r"^(webhook|mqtt)$"))]
-    transport: Option<String>,
+    transport: Option<Transport>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -72,9 +73,6 @@ pub(super) struct ReplayBody {
     to: Option<String>,
 }
 
-const WEBHOOK: &str = "webhook";
-const MQTT: &str = "mqtt";
-
 fn sub_id(id: Result<Path<i64>, axum::extract::rejection::PathRejection>) -> Result<i64, Error> {
     id.map(|Path(i)| i)
         .map_err(|e| Error::InvalidArgument(format!("subscription id: {}", e.body_text())))
@@ -94,7 +92,7 @@ fn owner(c: &Caller) -> Result<Option<String>, Error> {
 
 async fn json_of(s: &AppState, sub: &SubscriptionRow) -> Result<Value, Error> {
     let counts = s.store.delivery_counts(sub.id).await?;
-    let mqtt = (sub.transport == MQTT).then(|| {
+    let mqtt = (sub.transport == Transport::Mqtt).then(|| {
         json!({"username": format!("{}{}", mqtt::USER_PREFIX, sub.department_id),
             "topic": mqtt::topic(&sub.department_id, sub.id)})
     });
@@ -188,14 +186,14 @@ pub(super) async fn create(
     if s.store.department(&department).await?.is_none() {
         return Err(Error::InvalidArgument(format!("department_id: no department {department:?}")));
     }
-    let transport = b.transport.as_deref().unwrap_or(WEBHOOK);
+    let transport = b.transport.unwrap_or(Transport::Webhook);
     let url = match (transport, &b.url) {
-        (WEBHOOK, Some(u)) => u.clone(),
-        (WEBHOOK, None) => {
+        (Transport::Webhook, Some(u)) => u.clone(),
+        (Transport::Webhook, None) => {
             return Err(Error::InvalidArgument("url: required for a webhook".into()));
         }
-        (MQTT, None) if s.records.mqtt_feeds => String::new(),
-        (MQTT, None) => {
+        (Transport::Mqtt, None) if s.records.mqtt_feeds => String::new(),
+        (Transport::Mqtt, None) => {
             return Err(Error::InvalidArgument(
                 "transport \"mqtt\" needs mqtt.mode = \"embedded\": department subscribers read \
                  record events from the hub's own MQTT gateway, and this hub uses an external \
@@ -203,17 +201,12 @@ pub(super) async fn create(
                     .into(),
             ));
         }
-        (MQTT, Some(_)) => {
+        (Transport::Mqtt, Some(_)) => {
             return Err(Error::InvalidArgument(
                 "url: not for transport \"mqtt\" (the department's subscriber connects to the \
                  hub's MQTT gateway; the answer names its username and topic)"
                     .into(),
             ));
-        }
-        (t, _) => {
-            return Err(Error::InvalidArgument(format!(
-                "transport {t:?}: must be \"webhook\" or \"mqtt\""
-            )));
         }
     };
     let name = b.name.trim().to_owned();
@@ -221,7 +214,7 @@ pub(super) async fn create(
         return Err(Error::InvalidArgument("name: required".into()));
     }
     check_filters(&b.filters)?;
-    if transport == WEBHOOK {
+    if transport == Transport::Webhook {
         check_url(&s, &url).await?;
     }
     let now = s.clock.now_ms();
@@ -235,13 +228,13 @@ pub(super) async fn create(
         now,
         &caller.actor,
     );
-    sub.transport = transport.to_owned();
+    sub.transport = transport;
     let mut audit = caller.audit("subscription.create", String::new());
     audit.after = Some(json!({"department_id": sub.department_id, "url": sub.url,
         "transport": sub.transport, "filters": sub.filters}));
     sub.id = s.store.insert_subscription(&sub, &audit, now).await?;
     let mut v = json_of(&s, &sub).await?;
-    if transport == WEBHOOK {
+    if transport == Transport::Webhook {
         v["secret"] = json!(secret);
     }
     Ok((StatusCode::CREATED, Json(v)).into_response())
@@ -275,7 +268,7 @@ pub(super) async fn update(
         sub.name = n;
     }
     if let Some(u) = b.url {
-        if sub.transport == MQTT {
+        if sub.transport == Transport::Mqtt {
             return Err(Error::InvalidArgument(
                 "url: an mqtt subscription has none (its subscriber connects to the hub)".into(),
             ));
@@ -333,7 +326,7 @@ pub(super) async fn rotate(
 ) -> Result<Json<Value>, Error> {
     let id = sub_id(id)?;
     let mut sub = load(&s, &caller, id).await?;
-    if sub.transport == MQTT {
+    if sub.transport == Transport::Mqtt {
         return Err(Error::InvalidArgument(format!(
             "subscription {id} is delivered over MQTT: it has no signing secret (its subscriber \
              logs in with a department token)"

@@ -69,12 +69,8 @@ pub fn mqtt_retry_at(
     jitter: f64,
 ) -> Option<UnixMs> {
     let span: Duration = SCHEDULE.iter().sum();
-    if now - created_at >= span.as_millis() as i64 {
-        return None;
-    }
-    let step = usize::try_from(attempts).unwrap_or(1).clamp(1, SCHEDULE.len());
-    let wait = SCHEDULE[step - 1].mul_f64(1.0 + 0.2 * jitter.clamp(-1.0, 1.0));
-    Some(now + wait.as_millis() as i64)
+    let step = attempts.clamp(1, SCHEDULE.len() as i64);
+    (now - created_at < span.as_millis() as i64).then(|| retry_at(now, step, None, jitter))?
 }
 
 /// `Retry-After` as seconds or an HTTP date.
@@ -238,7 +234,7 @@ impl Worker {
                             let feeds = self.feeds.clone();
                             let timeout = self.cfg.timeout;
                             inflight.spawn(async move {
-                                if c.subscription.transport == "mqtt" {
+                                if c.subscription.transport == common::Transport::Mqtt {
                                     publish(feeds.as_deref(), timeout, clock.as_ref(), c).await
                                 } else {
                                     send(&client, &networks, clock.as_ref(), c).await

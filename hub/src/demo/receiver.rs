@@ -131,7 +131,7 @@ pub async fn start_mqtt(
             now,
             "hub:demo",
         );
-        s.transport = "mqtt".into();
+        s.transport = common::Transport::Mqtt;
         let audit = AuditEntry {
             after: Some(serde_json::json!({"transport": "mqtt"})),
             ..super::cli_audit("subscription.create", format!("department:{department}"))

@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use common::{Industry, RecordAction, RecordState, Severity, UnixMs};
+use common::{Industry, RecordAction, RecordState, Severity, Transport, UnixMs};
 use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -255,7 +255,7 @@ pub struct SubscriptionRow {
     pub department_id: String,
     pub name: String,
     pub url: String,
-    pub transport: String,
+    pub transport: Transport,
     pub filters: Filters,
     pub keys: Vec<Key>,
     pub enabled: bool,
@@ -283,7 +283,7 @@ impl SubscriptionRow {
             department_id: department.into(),
             name: name.into(),
             url: url.into(),
-            transport: "webhook".into(),
+            transport: Transport::Webhook,
             filters,
             keys: vec![Key { id: 1, secret, created_at: now, expires_at: None }],
             enabled: true,
@@ -293,6 +293,14 @@ impl SubscriptionRow {
             last_success_at: None,
             created_at: now,
             created_by: created_by.into(),
+        }
+    }
+
+    /// Where its events go, for notices and logs: the URL, or the department's MQTT subscriber.
+    pub fn destination(&self) -> String {
+        match self.transport {
+            Transport::Webhook => self.url.clone(),
+            Transport::Mqtt => format!("the MQTT subscriber of {}", self.department_id),
         }
     }
 
@@ -313,7 +321,10 @@ fn subscription_from_row(r: &AnyRow) -> Result<SubscriptionRow, sqlx::Error> {
         department_id: r.try_get("department_id")?,
         name: r.try_get("name")?,
         url: r.try_get("url")?,
-        transport: r.try_get("transport")?,
+        transport: r
+            .try_get::<String, _>("transport")?
+            .parse()
+            .map_err(|e: String| sqlx::Error::Decode(e.into()))?,
         filters: serde_json::from_str(&filters).unwrap_or_default(),
         keys: serde_json::from_str(&keys).unwrap_or_default(),
         enabled: r.try_get::<i64, _>("enabled")? != 0,
@@ -1485,7 +1496,7 @@ impl Store {
         .bind(&s.department_id)
         .bind(&s.name)
         .bind(&s.url)
-        .bind(&s.transport)
+        .bind(s.transport.as_str())
         .bind(serde_json::to_string(&s.filters).unwrap_or_default())
         .bind(serde_json::to_string(&s.keys).unwrap_or_default())
         .bind(s.created_at)
@@ -1925,11 +1936,7 @@ impl Store {
                             Some(c.record_id),
                             &format!(
                                 "{event} to {} given up after {attempt} attempts: {error}",
-                                if c.subscription.transport == "mqtt" {
-                                    format!("MQTT subscriber of {}", c.subscription.department_id)
-                                } else {
-                                    c.subscription.url.clone()
-                                }
+                                c.subscription.destination()
                             ),
                             now,
                         )
@@ -2099,7 +2106,7 @@ async fn disable_in(
             s,
             "subscription_disabled",
             None,
-            &format!("subscription {} ({}) disabled: {why}", s.id, s.url),
+            &format!("subscription {} ({}) disabled: {why}", s.id, s.destination()),
             now,
         )
         .await?;
