@@ -29,7 +29,11 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
+use rumqttc::mqttbytes::QoS;
+use rumqttc::mqttbytes::v4::{
+    ConnAck, ConnectReturnCode, Packet, Publish, SubAck, SubscribeReasonCode, UnsubAck,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
@@ -81,39 +85,10 @@ pub trait FeedDirectory: Send + Sync + 'static {
     fn login<'a>(&'a self, username: &'a str, password: &'a str, addr: IpAddr) -> FeedFuture<'a>;
 }
 
-/// A QoS 1 PUBLISH frame.
-pub(crate) fn publish_frame(topic: &str, pkid: u16, payload: &[u8], out: &mut BytesMut) {
-    out.put_u8(0x32);
-    super::gateway::write_remaining_length(out, 2 + topic.len() + 2 + payload.len());
-    out.put_u16(topic.len() as u16);
-    out.put_slice(topic.as_bytes());
-    out.put_u16(pkid);
-    out.put_slice(payload);
-}
-
-/// (packet id, [(filter, requested QoS)]) of a SUBSCRIBE (`with_qos`) or UNSUBSCRIBE frame
-/// (QoS 0 there).
-fn filters(frame: &[u8], header_len: usize, with_qos: bool) -> Option<(u16, Vec<(String, u8)>)> {
-    let mut body = &frame[header_len..];
-    if body.len() < 2 {
-        return None;
-    }
-    let pkid = body.get_u16();
-    let mut out = Vec::new();
-    while !body.is_empty() {
-        if body.len() < 2 {
-            return None;
-        }
-        let n = usize::from(u16::from_be_bytes([body[0], body[1]]));
-        let tail = usize::from(with_qos);
-        if body.len() < 2 + n + tail {
-            return None;
-        }
-        let qos = if with_qos { body[2 + n] } else { 0 };
-        out.push((String::from_utf8(body[2..2 + n].to_vec()).ok()?, qos));
-        body = &body[2 + n + tail..];
-    }
-    Some((pkid, out))
+/// Encodes one packet (into `out`, cleared first).
+fn encode(p: &Packet, out: &mut BytesMut) -> Result<(), FeedEnd> {
+    out.clear();
+    p.write(out, usize::MAX).map(|_| ()).map_err(|e| FeedEnd::Protocol(format!("encoding: {e:?}")))
 }
 
 /// How a feed connection ended.
@@ -159,7 +134,9 @@ pub(crate) async fn serve(
     mut login: FeedLogin,
 ) -> Result<(), FeedEnd> {
     // CONNACK: accepted, no session present (sessions are not kept; the outbox is).
-    write(&mut wr, &[0x20, 2, 0, 0]).await?;
+    let mut out = BytesMut::with_capacity(4096);
+    encode(&Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false)), &mut out)?;
+    write(&mut wr, &out).await?;
     // MQTT 3.1.1 §3.1.2.10: one and a half keep-alive periods without a packet ends it.
     let idle = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
     let mut deadline = idle.map(|d| tokio::time::Instant::now() + d);
@@ -167,7 +144,6 @@ pub(crate) async fn serve(
     let mut subscribed: Vec<String> = Vec::new();
     let mut inflight: HashMap<u16, oneshot::Sender<Result<(), String>>> = HashMap::new();
     let mut next_pkid: u16 = 0;
-    let mut out = BytesMut::with_capacity(4096);
     loop {
         let frame = tokio::select! {
             f = super::gateway::next_frame(&mut rd, &mut buf) => {
@@ -205,8 +181,9 @@ pub(crate) async fn serve(
                         break;
                     }
                 }
-                out.clear();
-                publish_frame(&m.topic, next_pkid, &m.payload, &mut out);
+                let mut p = Publish::from_bytes(m.topic, QoS::AtLeastOnce, m.payload);
+                p.pkid = next_pkid;
+                encode(&Packet::Publish(p), &mut out)?;
                 write(&mut wr, &out).await?;
                 inflight.insert(next_pkid, m.done);
                 continue;
@@ -214,85 +191,109 @@ pub(crate) async fn serve(
         };
         let Some(frame) = frame else { return Ok(()) };
         deadline = idle.map(|d| tokio::time::Instant::now() + d);
-        let hl = super::gateway::frame_header(&frame).ok().flatten().map_or(2, |(hl, _)| hl);
-        match frame[0] >> 4 {
-            // PUBACK: the subscriber has the message.
-            4 => {
-                let pkid = frame.get(hl..hl + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-                if let Some(done) = pkid.and_then(|p| inflight.remove(&p)) {
+        // A QoS above 2 in a SUBSCRIBE is malformed too.
+        let packet = Packet::read(&mut BytesMut::from(&frame[..]), frame.len())
+            .map_err(|e| FeedEnd::Protocol(format!("malformed packet: {e:?}")))?;
+        let answer = match packet {
+            // The subscriber has the message.
+            Packet::PubAck(a) => {
+                if let Some(done) = inflight.remove(&a.pkid) {
                     let _ = done.send(Ok(()));
                 }
+                continue;
             }
-            8 => {
-                let (pkid, fs) = filters(&frame, hl, true)
-                    .ok_or_else(|| FeedEnd::Protocol("malformed SUBSCRIBE".into()))?;
-                let mut codes = Vec::with_capacity(fs.len());
-                for (f, qos) in fs {
-                    if qos > 2 {
-                        return Err(FeedEnd::Protocol(format!("SUBSCRIBE with QoS {qos}")));
-                    }
-                    let room = subscribed.len() < MAX_FILTERS || subscribed.contains(&f);
+            Packet::Subscribe(sub) => {
+                let mut codes = Vec::with_capacity(sub.filters.len());
+                for f in sub.filters {
+                    let room = subscribed.len() < MAX_FILTERS || subscribed.contains(&f.path);
                     // Events go out at QoS 1 (delivered means acknowledged): a QoS 0
                     // subscription cannot be granted (2 is granted as 1).
-                    if qos >= 1
+                    if f.qos != QoS::AtMostOnce
                         && room
-                        && f.starts_with(&login.prefix)
-                        && rumqttc::mqttbytes::valid_filter(&f)
+                        && f.path.starts_with(&login.prefix)
+                        && rumqttc::mqttbytes::valid_filter(&f.path)
                     {
-                        codes.push(1u8);
-                        if !subscribed.contains(&f) {
-                            subscribed.push(f);
+                        codes.push(SubscribeReasonCode::Success(QoS::AtLeastOnce));
+                        if !subscribed.contains(&f.path) {
+                            subscribed.push(f.path);
                         }
                     } else {
-                        tracing::warn!(feed = %login.name, filter = %f, qos, prefix = %login.prefix, "feed SUBSCRIBE refused: outside its prefix, invalid, QoS 0, or over {MAX_FILTERS} filters");
-                        codes.push(0x80);
+                        tracing::warn!(feed = %login.name, filter = %f.path, qos = ?f.qos, prefix = %login.prefix, "feed SUBSCRIBE refused: outside its prefix, invalid, QoS 0, or over {MAX_FILTERS} filters");
+                        codes.push(SubscribeReasonCode::Failure);
                     }
                 }
-                out.clear();
-                out.put_u8(0x90);
-                super::gateway::write_remaining_length(&mut out, 2 + codes.len());
-                out.put_u16(pkid);
-                out.put_slice(&codes);
+                let granted = codes.iter().any(|c| *c != SubscribeReasonCode::Failure);
+                encode(&Packet::SubAck(SubAck::new(sub.pkid, codes)), &mut out)?;
                 write(&mut wr, &out).await?;
-                if codes.contains(&1) {
+                if granted {
                     (login.on_subscribe)();
                 }
+                continue;
             }
-            10 => {
-                let (pkid, fs) = filters(&frame, hl, false)
-                    .ok_or_else(|| FeedEnd::Protocol("malformed UNSUBSCRIBE".into()))?;
-                subscribed.retain(|s| !fs.iter().any(|(f, _)| f == s));
-                let [a, b] = pkid.to_be_bytes();
-                write(&mut wr, &[0xb0, 2, a, b]).await?;
+            Packet::Unsubscribe(u) => {
+                subscribed.retain(|s| !u.topics.contains(s));
+                Packet::UnsubAck(UnsubAck::new(u.pkid))
             }
-            12 => write(&mut wr, &[0xd0, 0]).await?,
-            14 => return Ok(()),
-            3 => return Err(FeedEnd::Protocol("a feed subscriber may not publish".into())),
-            t => return Err(FeedEnd::Protocol(format!("unexpected packet type {t}"))),
-        }
+            Packet::PingReq => Packet::PingResp,
+            Packet::Disconnect => return Ok(()),
+            Packet::Publish(_) => {
+                return Err(FeedEnd::Protocol("a feed subscriber may not publish".into()));
+            }
+            other => return Err(FeedEnd::Protocol(format!("unexpected {other:?}"))),
+        };
+        encode(&answer, &mut out)?;
+        write(&mut wr, &out).await?;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rumqttc::mqttbytes::v4::{PubAck, Subscribe, SubscribeFilter};
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpStream;
 
-    #[test]
-    fn subscribe_and_unsubscribe_filters_parse() {
-        // SUBSCRIBE pkid 7, "a/#" QoS 1, "b" QoS 0.
-        let f = [0x82, 12, 0, 7, 0, 3, b'a', b'/', b'#', 1, 0, 1, b'b', 0];
-        assert_eq!(filters(&f, 2, true), Some((7, vec![("a/#".into(), 1), ("b".into(), 0)])));
-        let u = [0xa2, 7, 0, 9, 0, 3, b'a', b'/', b'#'];
-        assert_eq!(filters(&u, 2, false), Some((9, vec![("a/#".into(), 0)])));
-        assert_eq!(filters(&f[..8], 2, true), None);
+    async fn send(client: &mut TcpStream, p: Packet) {
+        let mut b = BytesMut::new();
+        p.write(&mut b, usize::MAX).unwrap();
+        client.write_all(&b).await.unwrap();
     }
 
-    /// A served feed connection over loopback TCP, driven by raw frames.
+    async fn receive(client: &mut TcpStream, buf: &mut BytesMut) -> Packet {
+        loop {
+            match Packet::read(buf, usize::MAX) {
+                Ok(p) => return p,
+                Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {
+                    assert!(client.read_buf(buf).await.unwrap() > 0, "closed");
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+    }
+
+    /// Queues a message for the connection; the receiver learns how it ended.
+    async fn queue(
+        tx: &mpsc::Sender<FeedMessage>,
+        topic: &str,
+    ) -> oneshot::Receiver<Result<(), String>> {
+        let (done, answer) = oneshot::channel();
+        tx.send(FeedMessage { topic: topic.into(), payload: "{}".into(), done }).await.unwrap();
+        answer
+    }
+
+    /// The next packet is a QoS 1 PUBLISH of `topic` with `pkid`; acknowledges it.
+    async fn take(client: &mut TcpStream, buf: &mut BytesMut, topic: &str, pkid: u16) {
+        let Packet::Publish(p) = receive(client, buf).await else { panic!("not a PUBLISH") };
+        assert_eq!((p.topic.as_str(), p.pkid, p.qos), (topic, pkid, QoS::AtLeastOnce));
+        assert_eq!(&p.payload[..], b"{}");
+        send(client, Packet::PubAck(PubAck::new(pkid))).await;
+    }
+
+    /// A served feed connection over loopback TCP, driven by a client's packets.
     #[tokio::test]
     async fn a_connection_acknowledges_matches_and_caps_filters() {
-        use tokio::io::AsyncReadExt;
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let mut client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (server, _) = l.accept().await.unwrap();
         let (rd, wr) = server.into_split();
         let (tx, rx) = mpsc::channel(4);
@@ -307,120 +308,57 @@ mod tests {
             }),
         };
         let task = tokio::spawn(serve(rd, wr, BytesMut::new(), 0, login));
-        let mut buf = [0u8; 4];
-        client.read_exact(&mut buf).await.unwrap();
-        assert_eq!(buf, [0x20, 2, 0, 0], "CONNACK accepted");
+        let mut buf = BytesMut::new();
+        let Packet::ConnAck(c) = receive(&mut client, &mut buf).await else { panic!("CONNACK") };
+        assert_eq!(c.code, ConnectReturnCode::Success);
         // A message queued before any SUBSCRIBE waits for one (it is not refused).
-        let (done, early) = oneshot::channel();
-        tx.send(FeedMessage {
-            topic: "departments/d/records/9".into(),
-            payload: "{}".into(),
-            done,
-        })
-        .await
-        .unwrap();
+        let early = queue(&tx, "departments/d/records/9").await;
         // One own filter, one foreign, one at QoS 0, then MAX_FILTERS - 1 more own ones and one
         // over the cap.
         let mut fs = vec![
-            ("departments/d/#".to_owned(), 1),
-            ("departments/e/#".to_owned(), 1),
-            ("departments/d/q0".to_owned(), 0),
+            SubscribeFilter::new("departments/d/#".into(), QoS::AtLeastOnce),
+            SubscribeFilter::new("departments/e/#".into(), QoS::AtLeastOnce),
+            SubscribeFilter::new("departments/d/q0".into(), QoS::AtMostOnce),
         ];
-        fs.extend((0..MAX_FILTERS).map(|i| (format!("departments/d/{i}"), 2)));
-        let mut body = BytesMut::new();
-        body.put_u16(5);
-        for (f, qos) in &fs {
-            body.put_u16(f.len() as u16);
-            body.put_slice(f.as_bytes());
-            body.put_u8(*qos);
-        }
-        let mut frame = BytesMut::new();
-        frame.put_u8(0x82);
-        super::super::gateway::write_remaining_length(&mut frame, body.len());
-        frame.put_slice(&body);
-        client.write_all(&frame).await.unwrap();
-        // Type, one byte of remaining length, packet id, one code per filter.
-        let mut ack = vec![0u8; 1 + 1 + 2 + fs.len()];
-        client.read_exact(&mut ack).await.unwrap();
-        let codes = &ack[ack.len() - fs.len()..];
-        assert_eq!((codes[0], codes[1], codes[2]), (1, 0x80, 0x80), "own, foreign, QoS 0");
-        assert!(codes[3..fs.len() - 1].iter().all(|c| *c == 1), "QoS 2 granted as 1: {codes:?}");
-        assert_eq!(codes[fs.len() - 1], 0x80, "over MAX_FILTERS");
+        fs.extend(
+            (0..MAX_FILTERS)
+                .map(|i| SubscribeFilter::new(format!("departments/d/{i}"), QoS::ExactlyOnce)),
+        );
+        let n = fs.len();
+        send(&mut client, Packet::Subscribe(Subscribe { pkid: 5, filters: fs })).await;
+        let Packet::SubAck(ack) = receive(&mut client, &mut buf).await else { panic!("SUBACK") };
+        let ok = SubscribeReasonCode::Success(QoS::AtLeastOnce);
+        let codes = &ack.return_codes;
+        assert_eq!(ack.pkid, 5);
+        assert_eq!(codes[..3], [ok, SubscribeReasonCode::Failure, SubscribeReasonCode::Failure]);
+        assert!(codes[3..n - 1].iter().all(|c| *c == ok), "QoS 2 granted as 1: {codes:?}");
+        assert_eq!(codes[n - 1], SubscribeReasonCode::Failure, "over MAX_FILTERS");
         assert_eq!(subscribed.load(std::sync::atomic::Ordering::SeqCst), 1);
         // The early message goes out now (packet id 1) and is done at its PUBACK.
-        let mut out = BytesMut::new();
-        publish_frame("departments/d/records/9", 1, b"{}", &mut out);
-        let mut got = vec![0u8; out.len()];
-        client.read_exact(&mut got).await.unwrap();
-        assert_eq!(got, out.to_vec());
-        client.write_all(&[0x40, 2, 0, 1]).await.unwrap();
+        take(&mut client, &mut buf, "departments/d/records/9", 1).await;
         assert_eq!(early.await.unwrap(), Ok(()));
-        // A matching message goes out at QoS 1 and is done at the PUBACK.
-        let (done, answer) = oneshot::channel();
-        tx.send(FeedMessage {
-            topic: "departments/d/records/1".into(),
-            payload: "{}".into(),
-            done,
-        })
-        .await
-        .unwrap();
-        let mut out = BytesMut::new();
-        publish_frame("departments/d/records/1", 2, b"{}", &mut out);
-        let mut got = vec![0u8; out.len()];
-        client.read_exact(&mut got).await.unwrap();
-        assert_eq!(got, out.to_vec());
-        client.write_all(&[0x40, 2, 0, 2]).await.unwrap();
+        let answer = queue(&tx, "departments/d/records/1").await;
+        take(&mut client, &mut buf, "departments/d/records/1", 2).await;
         assert_eq!(answer.await.unwrap(), Ok(()));
         // One the hub gave up on while queued is not sent; the next one is.
-        let (done, gone) = oneshot::channel();
-        drop(gone);
-        tx.send(FeedMessage {
-            topic: "departments/d/records/2".into(),
-            payload: "{}".into(),
-            done,
-        })
-        .await
-        .unwrap();
-        let (done, answer) = oneshot::channel();
-        tx.send(FeedMessage {
-            topic: "departments/d/records/3".into(),
-            payload: "{}".into(),
-            done,
-        })
-        .await
-        .unwrap();
-        let mut out = BytesMut::new();
-        publish_frame("departments/d/records/3", 3, b"{}", &mut out);
-        let mut got = vec![0u8; out.len()];
-        client.read_exact(&mut got).await.unwrap();
-        assert_eq!(got, out.to_vec(), "records/2 was given up and skipped");
-        client.write_all(&[0x40, 2, 0, 3]).await.unwrap();
-        assert_eq!(answer.await.unwrap(), Ok(()));
+        drop(queue(&tx, "departments/d/records/2").await);
+        let answer = queue(&tx, "departments/d/records/3").await;
+        take(&mut client, &mut buf, "departments/d/records/3", 3).await;
+        assert_eq!(answer.await.unwrap(), Ok(()), "records/2 was given up and skipped");
         // A topic no filter matches is answered at once.
-        let (done, answer) = oneshot::channel();
-        tx.send(FeedMessage { topic: "departments/x".into(), payload: "{}".into(), done })
-            .await
-            .unwrap();
+        let answer = queue(&tx, "departments/x").await;
+        assert!(answer.await.unwrap().unwrap_err().contains("has not subscribed"));
+        // Unsubscribed from its catch-all, the records' topics no longer match.
+        let mut u = rumqttc::mqttbytes::v4::Unsubscribe::new("departments/d/#");
+        u.pkid = 6;
+        send(&mut client, Packet::Unsubscribe(u)).await;
+        assert_eq!(receive(&mut client, &mut buf).await, Packet::UnsubAck(UnsubAck::new(6)));
+        let answer = queue(&tx, "departments/d/records/4").await;
         assert!(answer.await.unwrap().unwrap_err().contains("has not subscribed"));
         // A ping is answered; a PUBLISH from the subscriber ends the connection.
-        client.write_all(&[0xc0, 0]).await.unwrap();
-        let mut pong = [0u8; 2];
-        client.read_exact(&mut pong).await.unwrap();
-        assert_eq!(pong, [0xd0, 0]);
-        client.write_all(&[0x30, 3, 0, 1, b'a']).await.unwrap();
+        send(&mut client, Packet::PingReq).await;
+        assert_eq!(receive(&mut client, &mut buf).await, Packet::PingResp);
+        send(&mut client, Packet::Publish(Publish::new("a", QoS::AtMostOnce, "x"))).await;
         assert!(matches!(task.await.unwrap(), Err(FeedEnd::Protocol(_))));
-    }
-
-    #[test]
-    fn publish_frames_parse_back() {
-        let mut out = BytesMut::new();
-        publish_frame("departments/d/records/1", 300, b"{}", &mut out);
-        let p = rumqttc::mqttbytes::v4::Packet::read(&mut out, 1 << 20).unwrap();
-        let rumqttc::mqttbytes::v4::Packet::Publish(p) = p else { panic!("not a PUBLISH") };
-        assert_eq!(
-            (p.topic.as_str(), p.pkid, &p.payload[..]),
-            ("departments/d/records/1", 300, &b"{}"[..])
-        );
-        assert_eq!(p.qos, rumqttc::mqttbytes::QoS::AtLeastOnce);
     }
 }

@@ -365,7 +365,7 @@ pub(crate) enum ConnError {
 }
 
 /// Parses a fixed header: (header length, remaining length), or None when more bytes are needed.
-pub(crate) fn frame_header(buf: &[u8]) -> Result<Option<(usize, usize)>, ConnError> {
+fn frame_header(buf: &[u8]) -> Result<Option<(usize, usize)>, ConnError> {
     let mut len = 0usize;
     for i in 0..4 {
         let Some(&b) = buf.get(1 + i) else { return Ok(None) };
@@ -398,7 +398,7 @@ pub(crate) async fn next_frame(
     }
 }
 
-pub(crate) fn write_remaining_length(out: &mut BytesMut, mut len: usize) {
+fn write_remaining_length(out: &mut BytesMut, mut len: usize) {
     loop {
         let mut b = (len % 128) as u8;
         len /= 128;
