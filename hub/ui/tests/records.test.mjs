@@ -3,7 +3,8 @@
 // works it on a phone (claim, assign, a result with a photo, feedback, close); it subscribes a
 // webhook receiver started here, which gets the next event signed and again on replay; the
 // transport department of Xianyang does not see the food record; in English, a step made stale
-// by the case system shows the hub's 409, and an MQTT subscription its login and topic. The
+// by the case system shows the hub's 409, and an MQTT subscription its login and topic; the
+// province's own MQTT subscriber (the demo's) acknowledged its events (PUBACK in the log). The
 // tests run in order on one demo hub (each builds on the record of the one before). Any console
 // error fails the test that saw it. Screenshots go to hub/ui/shots/.
 
@@ -432,6 +433,27 @@ describe('supervision records', { timeout: 600_000 }, () => {
     assert.ok(shown.includes(sub.mqtt.topic) && shown.includes(sub.mqtt.username), shown);
     assert.equal(await page.$$eval('[data-subscription-action=rotate]', (e) => e.length), 0, 'no secret to rotate');
     await shot(page, 'subscription-mqtt-en');
+    await d.context.close();
+  });
+
+  test('(f) the province reads its record events over MQTT: the demo subscriber acknowledged them (PUBACK in the log)', async () => {
+    assert.ok(recordId, 'needs the record of (a)');
+    const u = hub.user('province');
+    const d = await newPage(browser, { width: 1280, height: 800 });
+    const { page } = d;
+    await login(page, hub.base, u.username, u.password);
+    await page.click('[data-lang=en]');
+    const sub = (await hub.api('/api/v1/subscriptions')).items.find(
+      (s) => s.transport === 'mqtt' && s.department_id === 'shaanxi-market',
+    );
+    assert.ok(sub, 'the demo subscribes the province over MQTT');
+    await page.click('[data-nav=subscriptions]');
+    await page.click(`[data-subscription="${sub.id}"]`);
+    const row = `[data-subscription-detail] [data-delivery][data-state=delivered]`;
+    await page.waitForSelector(row, { timeout: 20_000 });
+    assert.equal((await page.textContent(`${row} td:nth-child(6)`)).trim(), 'PUBACK');
+    await shot(page, 'subscription-mqtt-deliveries-en');
+    assert.deepEqual(d.errors(), []);
     await d.context.close();
   });
 });

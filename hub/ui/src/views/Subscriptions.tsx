@@ -292,6 +292,12 @@ function FiltersText({ f }: { f: SubscriptionFilters }) {
   );
 }
 
+/** An attempt's answer: the HTTP status, or an MQTT subscriber's PUBACK (which has none). */
+function answer(s: Subscription, status: number | null | undefined, ok: boolean): string {
+  if (status !== null && status !== undefined) return String(status);
+  return s.transport === 'mqtt' && ok ? 'PUBACK' : '—';
+}
+
 function Deliveries({ s }: { s: Subscription }) {
   const [items, setItems] = useState<Delivery[] | null>(null);
   const [state, setState] = useState('');
@@ -441,7 +447,7 @@ function Deliveries({ s }: { s: Subscription }) {
                       )}
                     </td>
                     <td class="small">
-                      {d.last_status ?? '—'}
+                      {answer(s, d.last_status, d.state === 'delivered')}
                       {d.last_error && <div class="error small">{d.last_error}</div>}
                     </td>
                     <td class="small">
@@ -468,7 +474,7 @@ function Deliveries({ s }: { s: Subscription }) {
                               <tr key={a.attempt} data-attempt={a.attempt}>
                                 <td>#{a.attempt}</td>
                                 <td>{dateTime(a.at)}</td>
-                                <td>{a.status ?? '—'}</td>
+                                <td>{answer(s, a.status, !a.error)}</td>
                                 <td>{a.latency_ms} ms</td>
                                 <td class={a.error ? 'error' : ''}>{a.error ?? ''}</td>
                               </tr>
